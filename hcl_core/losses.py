@@ -1,0 +1,481 @@
+"""Contrastive losses with hard negative sampling, in one numerically stable form.
+
+Every loss takes two views ``z1, z2`` of shape ``(N, d)`` (the two augmentations of the
+same N samples) and works on the 2N views ``z = cat(z1, z2)``, L2-normalised, with
+
+    s_ij = z_i . z_j / tau,       p(i) = i +- N  (the other view of the same sample).
+
+Index sets of anchor i (see ``shared/docs/LOSSES.md``, the specification):
+
+* ``A(i)``   all j != i;
+* ``P(i)``   views with the anchor's label (always holds p(i)); without labels only p(i);
+* ``Neg(i)`` views with another label; without labels all but i and p(i);  n_i = |Neg(i)|.
+
+The hardness-tilted negative mass shared by HCL, H-UCL and H-SCL is
+
+    log R_i(beta) = log n_i + LSE_{k in Neg(i)}( log w_ik + s_ik ),   w_ik = softmax_k(beta s_ik),
+
+which equals ``log n_i + LSE((1+beta) s) - LSE(beta s)``: n_i times the mean of e^{s_ik} under
+the tilted weights. beta = 0 gives the plain sum, beta -> inf gives ``log n_i + max_k s_ik``.
+Note that beta multiplies ``s = cos / tau``, as in every published code base.
+
+All arithmetic is in float32 (or float64 if the inputs are float64) and in log space, so no
+loss overflows for tau >= 0.05 and beta <= 20.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "LOSSES",
+    "LOSS_LABELS",
+    "NegativeWeights",
+    "clamp_share",
+    "dcl",
+    "effective_negatives",
+    "h_ucl",
+    "hard_supcon",
+    "hcl",
+    "info_nce",
+    "negative_weights",
+    "same_class_mass",
+    "supcon",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# validation and shared geometry
+# --------------------------------------------------------------------------------------------
+
+
+def _as_float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_tau(tau: float) -> None:
+    t = _as_float(tau)
+    if t is None or not (math.isfinite(t) and t > 0):
+        raise ValueError(f"tau must be a finite number > 0 (try 0.1 to 1.0), got {tau!r}")
+
+
+def _check_beta(beta: float) -> None:
+    b = _as_float(beta)
+    if b is None or not (math.isfinite(b) and b >= 0):
+        raise ValueError(f"beta must be a finite number >= 0 (0 = no hardness tilt), got {beta!r}")
+
+
+def _check_tau_plus(tau_plus: float) -> None:
+    t = _as_float(tau_plus)
+    if t is None or not (0 <= t < 1):
+        raise ValueError(f"tau_plus (the class prior) must lie in [0, 1), got {tau_plus!r}")
+
+
+@dataclass(frozen=True)
+class _Views:
+    """The 2N x 2N similarity matrix and the index sets every loss needs."""
+
+    sim: Tensor  # (2N, 2N) s_ij = cos / tau, float32 or float64
+    pos_sim: Tensor  # (2N,) s_{i, p(i)}
+    partner: Tensor  # (2N,) index p(i)
+    not_self: Tensor  # (2N, 2N) bool, A(i)
+    positives: Tensor  # (2N, 2N) bool, P(i)
+    negatives: Tensor  # (2N, 2N) bool, Neg(i)
+    labels: Tensor | None  # (2N,) or None
+
+
+def _views(z1: Tensor, z2: Tensor, labels: Tensor | None, tau: float) -> _Views:
+    _check_tau(tau)
+    if z1.dim() != 2 or z1.shape != z2.shape:
+        raise ValueError(
+            f"z1 and z2 must both have shape (N, d); got z1 {tuple(z1.shape)} and z2 {tuple(z2.shape)}"
+        )
+    n = z1.shape[0]
+    if n < 2:
+        raise ValueError(f"a contrastive batch needs at least 2 samples (N >= 2), got N = {n}")
+    # fp32 accumulation: half-precision inputs are upcast, float64 stays float64 (for tests).
+    dtype = torch.float64 if z1.dtype == torch.float64 else torch.float32
+    z = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
+    sim = z @ z.T / tau
+    two_n = 2 * n
+    idx = torch.arange(two_n, device=z.device)
+    partner = (idx + n) % two_n
+    not_self = idx[:, None] != idx[None, :]
+    is_partner = partner[:, None] == idx[None, :]
+    if labels is None:
+        lab = None
+        positives = is_partner
+        negatives = not_self & ~is_partner
+    else:
+        labels = torch.as_tensor(labels, device=z.device)
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape (N,) = ({n},), got {tuple(labels.shape)}")
+        lab = torch.cat([labels, labels])
+        same = lab[:, None] == lab[None, :]
+        positives = same & not_self
+        negatives = ~same
+    return _Views(sim, sim[idx, partner], partner, not_self, positives, negatives, lab)
+
+
+def _masked_lse(x: Tensor, mask: Tensor) -> Tensor:
+    """Row-wise log-sum-exp of ``x`` over ``mask``; -inf for an empty row.
+
+    The row max is detached: it only shifts the exponent, so the gradient is unchanged and
+    autograd does not have to route through the argmax.
+    """
+    x = x.masked_fill(~mask, -math.inf)
+    row_max = x.amax(dim=1, keepdim=True).detach()
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    return row_max.squeeze(1) + torch.log(torch.exp(x - row_max).sum(dim=1))
+
+
+def _valid_anchors(v: _Views) -> tuple[Tensor, Tensor]:
+    """Anchors with a non-empty Neg(i), and a negative mask that is safe on every row.
+
+    Rows without negatives are skipped; they get a harmless stand-in mask (all of A(i)) so
+    that no -inf or NaN is ever formed, even in the discarded rows, where it would still
+    poison the backward pass.
+    """
+    valid = v.negatives.any(dim=1)
+    if not bool(valid.any()):
+        raise ValueError(
+            "no anchor has a negative: every sample in this batch has the same label. "
+            "Use a larger batch or a data set with several classes."
+        )
+    safe = torch.where(valid[:, None], v.negatives, v.not_self)
+    return valid, safe
+
+
+def _log_tilted_mass(v: _Views, neg_mask: Tensor, beta: float, detach_weights: bool) -> Tensor:
+    """log R_i(beta) = log n_i + LSE_k(log softmax_k(beta s_ik) + s_ik) over ``neg_mask``.
+
+    ``detach_weights`` stops the gradient through the importance weights w_ik, so that they
+    act as constants (a re-weighting of the plain InfoNCE gradient); by default, as in the
+    published HCL code, the gradient also flows through w.
+    """
+    sim = v.sim
+    tilt = beta * (sim.detach() if detach_weights else sim)
+    log_w = tilt.masked_fill(~neg_mask, -math.inf)
+    log_w = log_w - _masked_lse(tilt, neg_mask)[:, None]
+    n_neg = neg_mask.sum(dim=1).to(sim.dtype)
+    return torch.log(n_neg) + _masked_lse(log_w + sim, neg_mask)
+
+
+def _mean_over(values: Tensor, valid: Tensor) -> Tensor:
+    return values[valid].mean()
+
+
+# --------------------------------------------------------------------------------------------
+# the losses
+# --------------------------------------------------------------------------------------------
+
+
+def info_nce(z1: Tensor, z2: Tensor, *, tau: float) -> Tensor:
+    r"""UCL / SimCLR NT-Xent loss.
+
+    .. math:: \ell_i = \log\sum_{j \ne i} e^{s_{ij}} - s_{i,p(i)}, \quad \text{mean over } 2N
+
+    Args:
+        z1, z2: ``(N, d)`` two views of N samples (normalised inside).
+        tau: temperature > 0.
+
+    Returns:
+        Scalar float32 tensor (float64 for float64 inputs).
+    """
+    v = _views(z1, z2, None, tau)
+    return (_masked_lse(v.sim, v.not_self) - v.pos_sim).mean()
+
+
+def _hcl_terms(
+    z1: Tensor, z2: Tensor, *, tau: float, beta: float, tau_plus: float, detach_weights: bool, clamp: bool
+) -> tuple[Tensor, Tensor]:
+    """Per-anchor HCL losses ``(2N,)`` and whether the lower clamp on Ng binds ``(2N,)``."""
+    _check_beta(beta)
+    _check_tau_plus(tau_plus)
+    v = _views(z1, z2, None, tau)
+    log_r = _log_tilted_mass(v, v.negatives, beta, detach_weights)
+    m = float(v.sim.shape[0] - 2)
+    # log of the debiasing term tau_plus * M * e^{s_ip}; -inf when tau_plus == 0.
+    log_pos_mass = math.log(tau_plus * m) + v.pos_sim if tau_plus > 0 else torch.full_like(log_r, -math.inf)
+    # log(R - a) = log R + log(1 - e^{log a - log R}), defined only where a < R. The ratio is
+    # replaced by a safe stand-in elsewhere so the discarded branch never forms a NaN gradient.
+    log_ratio = log_pos_mass - log_r
+    positive = log_ratio < 0
+    safe_ratio = torch.where(positive, log_ratio, torch.full_like(log_ratio, -1.0))
+    log_debiased = log_r + torch.log(-torch.expm1(safe_ratio)) - math.log1p(-tau_plus)
+    log_debiased = torch.where(positive, log_debiased, torch.full_like(log_debiased, -math.inf))
+    if clamp:
+        log_floor = torch.full_like(log_r, math.log(m) - 1.0 / tau)
+        binds = log_debiased < log_floor
+        log_ng = torch.maximum(log_debiased, log_floor)
+    else:
+        binds = torch.zeros_like(positive)
+        log_ng = log_debiased
+    loss = torch.logaddexp(v.pos_sim, log_ng) - v.pos_sim
+    return loss, binds
+
+
+def hcl(
+    z1: Tensor, z2: Tensor, *, tau: float, beta: float, tau_plus: float, detach_weights: bool = False
+) -> Tensor:
+    r"""Hard negative contrastive loss (Robinson et al., ICLR 2021).
+
+    Negatives are all 2N-2 other views, re-weighted towards hard ones by
+    ``w_ik = softmax_k(beta s_ik)`` and debiased with the class prior ``tau_plus``:
+
+    .. math::
+        N_g = \max\Big(\frac{R_i - \tau^+ M e^{s_{ip}}}{1-\tau^+},\; M e^{-1/\tau}\Big),\quad
+        \ell_i = -s_{ip} + \log(e^{s_{ip}} + N_g),\quad M = 2N-2
+
+    ``beta = 0, tau_plus = 0`` is exactly :func:`info_nce`; ``beta = 0`` is :func:`dcl`.
+
+    Args:
+        z1, z2: ``(N, d)`` two views.
+        tau: temperature > 0.
+        beta: hardness >= 0 (multiplies ``s = cos / tau``).
+        tau_plus: class prior in [0, 1): the chance that a random negative shares the class.
+        detach_weights: treat the importance weights as constants in the backward pass.
+
+    Returns:
+        Scalar tensor, mean over the 2N anchors.
+    """
+    loss, _ = _hcl_terms(
+        z1, z2, tau=tau, beta=beta, tau_plus=tau_plus, detach_weights=detach_weights, clamp=True
+    )
+    return loss.mean()
+
+
+def dcl(z1: Tensor, z2: Tensor, *, tau: float, tau_plus: float) -> Tensor:
+    """Debiased contrastive loss (Chuang et al., NeurIPS 2020): :func:`hcl` with ``beta = 0``.
+
+    Not the "decoupled" contrastive loss that some libraries also call DCL.
+    """
+    return hcl(z1, z2, tau=tau, beta=0.0, tau_plus=tau_plus)
+
+
+def h_ucl(z1: Tensor, z2: Tensor, *, tau: float, beta: float) -> Tensor:
+    r"""Hard unsupervised contrastive loss (H-UCL, Jiang et al. 2024).
+
+    :func:`hcl` with ``tau_plus = 0`` and no clamp: ``l_i = log(1 + R_i(beta) e^{-s_ip})``.
+    """
+    loss, _ = _hcl_terms(z1, z2, tau=tau, beta=beta, tau_plus=0.0, detach_weights=False, clamp=False)
+    return loss.mean()
+
+
+def supcon(z1: Tensor, z2: Tensor, labels: Tensor | None = None, *, tau: float) -> Tensor:
+    r"""Supervised contrastive loss, L_out of Khosla et al. (NeurIPS 2020).
+
+    .. math:: \ell_i = \log\sum_{j \ne i} e^{s_{ij}} - \frac{1}{|P(i)|}\sum_{p \in P(i)} s_{ip}
+
+    Averaged over anchors with at least one other-class view. Without labels it equals
+    :func:`info_nce`.
+
+    Args:
+        z1, z2: ``(N, d)`` two views.
+        labels: ``(N,)`` integer class labels, or None.
+        tau: temperature > 0.
+    """
+    v = _views(z1, z2, labels, tau)
+    valid, _ = _valid_anchors(v)
+    pos = v.positives.to(v.sim.dtype)
+    mean_pos = (v.sim * pos).sum(dim=1) / pos.sum(dim=1)
+    return _mean_over(_masked_lse(v.sim, v.not_self) - mean_pos, valid)
+
+
+def hard_supcon(
+    z1: Tensor,
+    z2: Tensor,
+    labels: Tensor | None = None,
+    *,
+    tau: float,
+    beta: float,
+    detach_weights: bool = False,
+) -> Tensor:
+    r"""Hard supervised contrastive loss (H-SCL, Jiang et al. 2024).
+
+    Negatives are only other-class views, tilted towards hard ones by beta; for every
+    positive pair (i, p), p in P(i):
+
+    .. math:: \ell_{ip} = \mathrm{softplus}\big(\log M + \log R_i(\beta) - \log n_i - s_{ip}\big)
+              = -\log\frac{e^{s_{ip}}}{e^{s_{ip}} + M\,\mathbb{E}_{k \sim q_\beta}[e^{s_{ik}}]}
+
+    averaged over all positive pairs, ``M = 2N - 2``. ``beta = 0`` is Jiang et al.'s SCL
+    (same-class views never enter the denominator); without labels it is :func:`h_ucl`.
+
+    Args:
+        z1, z2: ``(N, d)`` two views.
+        labels: ``(N,)`` integer class labels, or None.
+        tau: temperature > 0.
+        beta: hardness >= 0.
+        detach_weights: treat the importance weights as constants in the backward pass.
+    """
+    _check_beta(beta)
+    v = _views(z1, z2, labels, tau)
+    valid, neg_mask = _valid_anchors(v)
+    log_r = _log_tilted_mass(v, neg_mask, beta, detach_weights)
+    m = v.sim.shape[0] - 2
+    log_n = torch.log(neg_mask.sum(dim=1).to(v.sim.dtype))
+    log_neg_term = math.log(m) + log_r - log_n  # log(M * E_q[e^s]), (2N,)
+    pair_loss = F.softplus(log_neg_term[:, None] - v.sim)  # (2N, 2N), read on P(i) only
+    pairs = v.positives & valid[:, None]
+    return pair_loss[pairs].mean()
+
+
+LOSSES: dict[str, Callable[..., Tensor]] = {
+    "info_nce": info_nce,
+    "dcl": dcl,
+    "hcl": hcl,
+    "h_ucl": h_ucl,
+    "supcon": supcon,
+    "hard_supcon": hard_supcon,
+}
+
+#: Human-readable names, as the app shows them.
+LOSS_LABELS: dict[str, str] = {
+    "info_nce": "UCL / SimCLR (InfoNCE)",
+    "dcl": "DCL (debiased)",
+    "hcl": "HCL (hard negatives)",
+    "h_ucl": "H-UCL (HCL without debiasing)",
+    "supcon": "SCL / SupCon",
+    "hard_supcon": "H-SCL (hard supervised)",
+}
+
+#: Which hyper-parameters each loss reads: the CLI and the app hide the others.
+LOSS_PARAMS: dict[str, tuple[str, ...]] = {
+    "info_nce": ("tau",),
+    "dcl": ("tau", "tau_plus"),
+    "hcl": ("tau", "beta", "tau_plus"),
+    "h_ucl": ("tau", "beta"),
+    "supcon": ("tau",),
+    "hard_supcon": ("tau", "beta"),
+}
+
+SUPERVISED = frozenset({"supcon", "hard_supcon"})
+
+
+def compute_loss(
+    name: str,
+    z1: Tensor,
+    z2: Tensor,
+    labels: Tensor | None = None,
+    *,
+    tau: float,
+    beta: float = 0.0,
+    tau_plus: float = 0.0,
+    detach_weights: bool = False,
+) -> Tensor:
+    """Call the loss ``name`` with only the arguments it takes (labels only for supervised ones)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    kwargs: dict = {"tau": tau}
+    params = LOSS_PARAMS[name]
+    if "beta" in params:
+        kwargs["beta"] = beta
+    if "tau_plus" in params:
+        kwargs["tau_plus"] = tau_plus
+    if name in ("hcl", "hard_supcon"):
+        kwargs["detach_weights"] = detach_weights
+    if name in SUPERVISED:
+        return LOSSES[name](z1, z2, labels, **kwargs)
+    return LOSSES[name](z1, z2, **kwargs)
+
+
+def clamp_share(z1: Tensor, z2: Tensor, *, tau: float, beta: float, tau_plus: float) -> float:
+    """Fraction of anchors where the HCL/DCL lower clamp on Ng binds.
+
+    Where it binds, Ng is a constant, so that anchor's negatives give no gradient at all.
+    """
+    with torch.no_grad():
+        _, binds = _hcl_terms(
+            z1, z2, tau=tau, beta=beta, tau_plus=tau_plus, detach_weights=False, clamp=True
+        )
+    return float(binds.float().mean())
+
+
+# --------------------------------------------------------------------------------------------
+# diagnostics for the plots
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NegativeWeights:
+    """Per-anchor share of the negative term that each candidate negative receives.
+
+    Attributes:
+        weights: ``(2N, 2N)``; row i sums to 1 over its candidates, 0 elsewhere.
+        candidates: ``(2N, 2N)`` bool, j not in {i, p(i)}: every view an unsupervised loss
+            treats as a negative.
+        same_class: ``(2N, 2N)`` bool, the candidates that share the anchor's label ("false
+            negatives"); all False without labels.
+    """
+
+    weights: Tensor
+    candidates: Tensor
+    same_class: Tensor
+
+
+def negative_weights(
+    z1: Tensor,
+    z2: Tensor,
+    labels: Tensor | None = None,
+    *,
+    loss: str,
+    tau: float,
+    beta: float = 0.0,
+    tau_plus: float = 0.0,
+) -> NegativeWeights:
+    """The normalised weight each loss puts on each negative, for the plots.
+
+    * ``info_nce``, ``supcon``: ``softmax_k(s_ik)`` over the candidates (SupCon keeps same-class
+      views in its denominator, so they take part of the mass).
+    * ``hcl``, ``dcl``, ``h_ucl``: ``n_i w_ik e^{s_ik} / sum = softmax_k((1+beta) s_ik)``
+      (beta = 0 for dcl; the debiasing by ``tau_plus`` subtracts a positive-pair term and does
+      not change the shares).
+    * ``hard_supcon``: the same tilt over other-class candidates only; same-class views get 0.
+
+    Rows of anchors without any eligible negative are all zero. Computed without gradient.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    _check_beta(beta)
+    _check_tau_plus(tau_plus)
+    with torch.no_grad():
+        v = _views(z1, z2, labels, tau)
+        candidates = v.not_self & (v.partner[:, None] != torch.arange(len(v.partner), device=v.sim.device))
+        same_class = (
+            candidates & (v.labels[:, None] == v.labels[None, :])
+            if v.labels is not None
+            else torch.zeros_like(candidates)
+        )
+        tilt = {"info_nce": 0.0, "supcon": 0.0, "dcl": 0.0}.get(loss, beta)
+        eligible = candidates & ~same_class if loss == "hard_supcon" else candidates
+        logits = ((1.0 + tilt) * v.sim).masked_fill(~eligible, -math.inf)
+        has_any = eligible.any(dim=1, keepdim=True)
+        logits = torch.where(has_any, logits, torch.zeros_like(logits))
+        weights = torch.softmax(logits, dim=1) * eligible * has_any
+    return NegativeWeights(weights, candidates, same_class)
+
+
+def same_class_mass(nw: NegativeWeights) -> Tensor:
+    """``(2N,)`` share of each anchor's negative weight that falls on same-class views."""
+    return (nw.weights * nw.same_class).sum(dim=1)
+
+
+def effective_negatives(nw: NegativeWeights) -> Tensor:
+    """``(2N,)`` effective number of negatives ``(sum w)^2 / sum w^2`` (Kish's formula).
+
+    Equals the number of candidates when all weights are equal and tends to 1 as the
+    weight concentrates on the single hardest negative. 0 for rows without weight.
+    """
+    total = nw.weights.sum(dim=1)
+    squares = (nw.weights**2).sum(dim=1)
+    return torch.where(squares > 0, total**2 / squares.clamp_min(1e-30), torch.zeros_like(total))
