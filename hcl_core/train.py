@@ -1,0 +1,279 @@
+"""The training loop: no UI, only a config, a stop flag and a callback.
+
+``train(config, ...)`` emits plain-dict events (also appended to ``metrics.jsonl``):
+
+* ``{"type": "start", "run_dir", "steps_per_epoch", "total_steps", "device", "baseline": {...}}``
+* ``{"type": "step", "step", "epoch", "loss", "elapsed"}``      every optimisation step
+* ``{"type": "epoch", "epoch", "loss", "steps_per_s", "elapsed"}``
+* ``{"type": "eval", "epoch", "linear_probe_acc", "few_shot_probe_acc", "knn_acc",
+  "alignment", "uniformity", "same_class_mass", "effective_negatives", "clamp_share"}``
+  at epoch 0 (the randomly initialised encoder) and every ``snapshot_every`` epochs
+* ``{"type": "end", "state", "message", "summary"}``
+
+Same seed and same device give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import data as data_lib
+from .config import RunConfig
+from .encoders import ContrastiveModel, build_encoder, resolve_device
+from .evaluate import alignment, evaluate_features, uniformity
+from .losses import SUPERVISED, clamp_share, compute_loss, effective_negatives, negative_weights, same_class_mass
+from .store import DEFAULT_ROOT, RunWriter
+
+Callback = Callable[[dict[str, Any]], None]
+
+#: Samples in the fixed two-view batch whose projections every snapshot stores (Negatives page).
+NEGATIVES_BATCH = 256
+#: The probes fit on at most this many training samples, so evaluation stays quick on big sets.
+PROBE_TRAIN_MAX = 10_000
+_EVAL_SEED = 12345  # fixed: every run embeds the same subset and the same two views
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stops and keeps its last good snapshot."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    state: str  # finished / stopped / failed
+    message: str
+    summary: dict[str, Any]
+
+
+def _fixed_subset(y: torch.Tensor, size: int) -> torch.Tensor:
+    """Indices of a fixed, class-interleaved subset of ``size`` samples (same for every run)."""
+    g = torch.Generator().manual_seed(_EVAL_SEED)
+    perm = torch.randperm(len(y), generator=g)
+    return perm[: min(size, len(y))].sort().values
+
+
+def _probe_split(ds: data_lib.Dataset) -> torch.Tensor:
+    return _fixed_subset(ds.train_y, PROBE_TRAIN_MAX)
+
+
+def raw_baseline(ds: data_lib.Dataset) -> dict[str, float]:
+    """Probe accuracies on raw inputs (flattened pixels): what any encoder must beat."""
+    idx = _probe_split(ds)
+    flat_train = ds.train_x[idx].flatten(1).numpy()
+    flat_test = ds.test_x.flatten(1).numpy()
+    return evaluate_features(flat_train, ds.train_y[idx].numpy(), flat_test, ds.test_y.numpy())
+
+
+class _Evaluator:
+    """Everything measured at a snapshot, on fixed inputs so epochs and runs compare."""
+
+    def __init__(self, config: RunConfig, ds: data_lib.Dataset, device: torch.device):
+        self.config = config
+        self.device = device
+        self.probe_idx = _probe_split(ds)
+        self.train_x = ds.train_x[self.probe_idx].to(device)
+        self.train_y = ds.train_y[self.probe_idx].numpy()
+        self.test_x = ds.test_x.to(device)
+        self.test_y = ds.test_y.numpy()
+        self.subset = _fixed_subset(ds.test_y, config.eval_size)
+        nb = self.subset[:NEGATIVES_BATCH]
+        g = torch.Generator(device=device).manual_seed(_EVAL_SEED)
+        self.neg_x1, self.neg_x2 = data_lib.two_views(
+            self.test_x[nb], config.aug_strength, g, is_image=ds.is_image
+        )
+        self.neg_y = ds.test_y[nb]
+
+    def eval_inputs(self) -> dict[str, np.ndarray]:
+        return {
+            "inputs": self.test_x[self.subset].cpu().numpy().astype(np.float16),
+            "labels": self.test_y[self.subset.numpy()],
+            "indices": self.subset.numpy(),
+        }
+
+    @torch.no_grad()
+    def __call__(self, model: ContrastiveModel, epoch: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        c = self.config
+        train_f = model.features(self.train_x).float().cpu().numpy()
+        test_f = model.features(self.test_x).float().cpu().numpy()
+        metrics: dict[str, Any] = {"type": "eval", "epoch": epoch}
+        metrics.update(evaluate_features(train_f, self.train_y, test_f, self.test_y, seed=c.seed))
+        was_training = model.training
+        model.eval()
+        z1 = torch.nn.functional.normalize(model(self.neg_x1).float(), dim=1)
+        z2 = torch.nn.functional.normalize(model(self.neg_x2).float(), dim=1)
+        model.train(was_training)
+        metrics["alignment"] = alignment(z1.cpu().numpy(), z2.cpu().numpy())
+        metrics["uniformity"] = uniformity(z1.cpu().numpy())
+        labels = self.neg_y.to(z1.device)
+        nw = negative_weights(
+            z1, z2, labels, loss=c.loss, tau=c.tau, beta=c.beta, tau_plus=c.tau_plus
+        )
+        metrics["same_class_mass"] = float(same_class_mass(nw).mean())
+        metrics["effective_negatives"] = float(effective_negatives(nw).mean())
+        if c.loss in ("hcl", "dcl"):
+            beta = c.beta if c.loss == "hcl" else 0.0
+            metrics["clamp_share"] = clamp_share(z1, z2, tau=c.tau, beta=beta, tau_plus=c.tau_plus)
+        snapshot = {
+            "features": test_f[self.subset.numpy()].astype(np.float32),
+            "labels": self.test_y[self.subset.numpy()],
+            "z1": z1.cpu().numpy().astype(np.float32),
+            "z2": z2.cpu().numpy().astype(np.float32),
+            "z_labels": self.neg_y.numpy(),
+        }
+        return metrics, snapshot
+
+
+def _set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def train(
+    config: RunConfig,
+    *,
+    stop: threading.Event | Any | None = None,
+    callback: Callback | None = None,
+    root: str | Path = DEFAULT_ROOT,
+    write: bool = True,
+) -> TrainResult:
+    """Train one run end to end and write its files under ``root`` (unless ``write`` is False).
+
+    ``stop`` is anything with ``is_set()`` (a threading or multiprocessing Event); it is checked
+    before every step, so a stop takes effect within one step. ``callback`` receives every event.
+    Errors in the data or config propagate before any file is written; a NaN/inf loss or an
+    exception during training ends the run as ``failed`` with the message recorded, keeping
+    the last good snapshot and checkpoint.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    ds = data_lib.load_dataset(
+        config.dataset, config.data_root, max_train=config.max_train, synthetic_overlap=config.synthetic_overlap
+    )
+    if len(ds.train_x) < 2:
+        raise ValueError(f"data set {config.dataset!r} has fewer than 2 training samples")
+    _set_seed(config.seed)
+    model = build_encoder(
+        config.encoder, ds.input_shape, hidden_dim=config.hidden_dim, out_dim=config.feature_dim
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    evaluator = _Evaluator(config, ds, device)
+    train_x = ds.train_x.to(device)
+    train_y = ds.train_y.to(device)
+    n = len(train_x)
+    batch = min(config.batch_size, n)
+    steps_per_epoch = n // batch  # drop the ragged last batch: the loss depends on batch size
+    total_steps = steps_per_epoch * config.epochs
+    shuffle_gen = torch.Generator().manual_seed(config.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    supervised = config.loss in SUPERVISED
+
+    writer = RunWriter(root, config) if write else None
+    t0 = time.perf_counter()
+
+    def emit(event: dict[str, Any], flush: bool = False) -> None:
+        if writer is not None:
+            writer.append_event(event, flush=flush)
+        if callback is not None:
+            callback(event)
+
+    def snapshot(epoch: int) -> dict[str, Any]:
+        metrics, arrays = evaluator(model, epoch)
+        metrics["elapsed"] = time.perf_counter() - t0
+        if writer is not None:
+            writer.save_snapshot(epoch, arrays)
+            writer.save_checkpoint({"model": model.state_dict(), "epoch": epoch})
+        emit(metrics, flush=True)
+        return metrics
+
+    baseline = {"raw": raw_baseline(ds)}
+    if writer is not None:
+        writer.save_eval_inputs(**evaluator.eval_inputs())
+        writer.write_status(baseline=baseline, total_steps=total_steps)
+    emit({
+        "type": "start",
+        "run_dir": str(writer.path) if writer else None,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "epochs": config.epochs,
+        "device": str(device),
+        "train_size": n,
+    }, flush=True)
+
+    state, message = "finished", ""
+    last_eval = snapshot(0)
+    baseline["random_init"] = {k: last_eval[k] for k in ("linear_probe_acc", "few_shot_probe_acc", "knn_acc")}
+    emit({"type": "baseline", **baseline}, flush=True)
+    step = 0
+    epoch = 0
+    try:
+        model.train()
+        for epoch in range(1, config.epochs + 1):
+            perm = torch.randperm(n, generator=shuffle_gen).to(device)
+            epoch_loss, epoch_t0 = 0.0, time.perf_counter()
+            for b in range(steps_per_epoch):
+                if stop is not None and stop.is_set():
+                    state, message = "stopped", f"stopped by the user at epoch {epoch}, step {step}"
+                    break
+                idx = perm[b * batch : (b + 1) * batch]
+                x1, x2 = data_lib.two_views(train_x[idx], config.aug_strength, aug_gen, is_image=ds.is_image)
+                z = model(torch.cat([x1, x2]))
+                z1, z2 = z[:batch], z[batch:]
+                loss = compute_loss(
+                    config.loss, z1, z2, train_y[idx] if supervised else None,
+                    tau=config.tau, beta=config.beta, tau_plus=config.tau_plus,
+                    detach_weights=config.detach_weights,
+                )
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"the loss became {value} at epoch {epoch}, step {step + 1}: training stopped. "
+                        "Try a smaller learning rate, a larger tau or a smaller beta."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                epoch_loss += value
+                emit({"type": "step", "step": step, "epoch": epoch, "loss": value,
+                      "elapsed": time.perf_counter() - t0})
+            if state == "stopped":
+                break
+            seconds = time.perf_counter() - epoch_t0
+            emit({"type": "epoch", "epoch": epoch, "loss": epoch_loss / max(steps_per_epoch, 1),
+                  "steps_per_s": steps_per_epoch / seconds if seconds > 0 else 0.0,
+                  "elapsed": time.perf_counter() - t0})
+            if epoch % config.snapshot_every == 0 or epoch == config.epochs:
+                last_eval = snapshot(epoch)
+    except NonFiniteLossError as e:
+        state, message = "failed", str(e)
+    except Exception as e:  # recorded in the run, then re-raised for the caller to show
+        summary = _summary(last_eval, baseline, epoch, step, t0)
+        emit({"type": "end", "state": "failed", "message": f"{type(e).__name__}: {e}", "summary": summary},
+             flush=True)
+        if writer is not None:
+            writer.close("failed", f"{type(e).__name__}: {e}", summary)
+        raise
+    summary = _summary(last_eval, baseline, epoch if state == "finished" else epoch - 1, step, t0)
+    emit({"type": "end", "state": state, "message": message, "summary": summary}, flush=True)
+    if writer is not None:
+        writer.close(state, message, summary)
+    return TrainResult(writer.path if writer else None, state, message, summary)
+
+
+def _summary(last_eval: dict[str, Any], baseline: dict[str, Any], epoch: int, step: int, t0: float) -> dict:
+    keys = ("linear_probe_acc", "few_shot_probe_acc", "knn_acc", "alignment", "uniformity",
+            "same_class_mass", "effective_negatives", "clamp_share")
+    out = {k: last_eval[k] for k in keys if k in last_eval}
+    out.update(epochs=max(epoch, 0), evaluated_epoch=last_eval["epoch"], steps=step,
+               seconds=round(time.perf_counter() - t0, 3), baseline=baseline)
+    return out
