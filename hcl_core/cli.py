@@ -1,4 +1,4 @@
-"""``python -m hcl_core train|sweep|list|show``: the same runs as the app, headless.
+"""``python -m hcl_core train|sweep|list|show|export|import``: the same runs as the app, headless.
 
 Every ``RunConfig`` field is a flag (``--tau-plus`` for ``tau_plus``). ``train`` prints a
 progress bar on stderr and, as the last line of stdout, one JSON object with the results.
@@ -145,6 +145,30 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .bundle import export_run
+    from .store import RunFileError, find_run
+
+    try:
+        dest = export_run(find_run(args.run, args.out).path, args.to)
+    except (RunFileError, OSError) as e:
+        return _fail(str(e))
+    print(dest)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .bundle import import_bundle
+    from .store import RunFileError
+
+    try:
+        path = import_bundle(args.bundle, args.out)
+    except (RunFileError, OSError) as e:
+        return _fail(str(e))
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .store import DEFAULT_ROOT
 
@@ -167,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run id (or a unique prefix) or the run folder")
     p.add_argument("--out", default=str(DEFAULT_ROOT), help="folder holding the runs [default models]")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="write one run's files to a zip bundle")
+    p.add_argument("run", help="run id (or a unique prefix) or the run folder")
+    p.add_argument("--to", required=True, metavar="FILE.zip", help="the bundle to write (not overwritten)")
+    p.add_argument("--out", default=str(DEFAULT_ROOT), help="folder holding the runs [default models]")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="add a run from a zip bundle (checked; never overwrites a run)")
+    p.add_argument("bundle", metavar="FILE.zip", help="a bundle written by export")
+    p.add_argument("--out", default=str(DEFAULT_ROOT), help="folder holding the runs [default models]")
+    p.set_defaults(func=cmd_import)
 
     try:
         from .sweep import add_sweep_parser

@@ -23,6 +23,8 @@ import re
 import socket
 import tempfile
 import time
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +41,11 @@ TERMINAL_STATES = ("finished", "stopped", "failed", "interrupted")
 
 
 class RunFileError(ValueError):
-    """A run folder is missing its config or holds a corrupt one."""
+    """A run folder is missing its config or holds a corrupt one, or one of its files is unreadable.
+
+    Raised by :func:`load_run`, :func:`load_npz` and :meth:`Run.load_checkpoint` for missing,
+    corrupt or unsafe files, so a page can catch this one type and show its message.
+    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,6 +91,8 @@ def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # Reliability (issue 6): kill(0 or -1, 0) signals a group and "succeeds"
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -244,29 +252,89 @@ class Run:
         return load_npz(self.path / "eval_inputs.npz")
 
     def load_checkpoint(self) -> dict[str, Any]:
-        import torch
-
-        return torch.load(self.path / "checkpoint.pt", map_location="cpu", weights_only=True)
+        return load_checkpoint(self.path / "checkpoint.pt")
 
 
 def iter_events(path: Path, kind: str | None = None) -> Iterator[dict[str, Any]]:
+    # Reliability (issue 6): a metrics file that is unreadable (a folder, no permission) gives no
+    # events, bytes that are not UTF-8 and absurdly nested lines are skipped like a cut-off line;
+    # before, each of these raised out of list/show pages.
     try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115
-    except FileNotFoundError:
+        f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError:
         return
     with f:
-        for line in f:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-            if isinstance(event, dict) and (kind is None or event.get("type") == kind):
-                yield event
+        try:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue  # a line cut short by a crash, or garbage
+                if isinstance(event, dict) and (kind is None or event.get("type") == kind):
+                    yield event
+        except OSError:
+            return
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """All arrays of an ``.npz`` file (never unpickled); :class:`RunFileError` if missing or corrupt."""
+    # Reliability (issue 6): numpy raises half a dozen types for a truncated or foreign file
+    # (BadZipFile, EOFError, zlib.error, ValueError for object arrays, OSError, ...); pages catch
+    # one clear RunFileError (a ValueError, as before) instead.
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise RunFileError(f"{path.parent.name}/{path.name} is missing") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise RunFileError(
+            f"{path.parent.name}/{path.name} could not be read ({type(e).__name__}: {e}); "
+            "the file is corrupt or not an array file written by this program"
+        ) from e
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint read with ``torch.load(weights_only=True)``: tensors and plain data, never code.
+
+    Raises :class:`RunFileError` when the file is missing, corrupt, or holds anything
+    ``weights_only`` refuses (e.g. a pickled object that would run code on load).
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunFileError(f"{path.parent.name}/{path.name} is missing")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RunFileError(f"{path.parent.name}/{path.name} was refused by the safe loader "
+                           f"(weights_only=True): {str(e).splitlines()[0]}") from e
+    # torch reports a damaged archive as RuntimeError, a truncated one as EOFError/ValueError ...
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile) as e:
+        raise RunFileError(f"{path.parent.name}/{path.name} could not be read ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''}): the file is corrupt") from e
+    if not isinstance(state, dict):
+        raise RunFileError(f"{path.parent.name}/{path.name} holds a {type(state).__name__}, not a checkpoint dict")
+    return state
+
+
+# Reliability (issue 6): status.json is advisory; a field of the wrong type (hand-edited, foreign,
+# or from another version) is dropped instead of crashing Run.state / list_runs' sort / pages.
+_STATUS_TYPES: dict[str, tuple[type, ...]] = {
+    "state": (str,), "pid": (int,), "host": (str,), "started": (int, float), "updated": (int, float),
+    "ended": (int, float), "message": (str,), "summary": (dict,), "baseline": (dict,), "total_steps": (int,),
+}
+
+
+def _clean_status(status: Any) -> dict[str, Any]:
+    if not isinstance(status, dict):
+        return {}
+    return {k: v for k, v in status.items()
+            if k not in _STATUS_TYPES or (isinstance(v, _STATUS_TYPES[k]) and not isinstance(v, bool))}
 
 
 def load_run(path: str | os.PathLike) -> Run:
@@ -276,13 +344,13 @@ def load_run(path: str | os.PathLike) -> Run:
         config = RunConfig.from_json((path / "config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunFileError(f"{path.name}: no config.json, not a run folder") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, ConfigError, TypeError) as e:
-        raise RunFileError(f"{path.name}: corrupt config.json ({e})") from None
+    # Reliability (issue 6): also a config.json that is a folder or unreadable (OSError), a JSON
+    # list dict() refuses (ValueError) and absurd nesting (RecursionError) mean "corrupt".
+    except (OSError, ValueError, ConfigError, TypeError, RecursionError) as e:
+        raise RunFileError(f"{path.name}: corrupt config.json ({type(e).__name__}: {e})") from None
     try:
-        status = json.loads((path / "status.json").read_text(encoding="utf-8"))
-        if not isinstance(status, dict):
-            status = {}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        status = _clean_status(json.loads((path / "status.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, RecursionError):
         status = {}
     return Run(path, config, status)
 
@@ -302,16 +370,20 @@ def list_runs(root: str | os.PathLike = DEFAULT_ROOT) -> tuple[list[Run], list[s
     for p in root.iterdir():
         if not p.is_dir() or p.name.startswith("."):
             continue
-        if (p / "config.json").exists() or not any(c.is_dir() for c in p.iterdir()):
-            candidates.append(p)
-        else:  # a folder of runs, like models/demo
-            candidates.extend(c for c in p.iterdir() if c.is_dir() and not c.name.startswith("."))
+        # Reliability (issue 6): a folder that cannot be listed is skipped with a warning.
+        try:
+            if (p / "config.json").exists() or not any(c.is_dir() for c in p.iterdir()):
+                candidates.append(p)
+            else:  # a folder of runs, like models/demo
+                candidates.extend(c for c in p.iterdir() if c.is_dir() and not c.name.startswith("."))
+        except OSError as e:
+            warnings.append(f"skipped {p.name}: cannot be read ({e.strerror or e})")
     for p in candidates:
         try:
             runs.append(load_run(p))
         except RunFileError as e:
             warnings.append(f"skipped {e}")
-    runs.sort(key=lambda r: r.status.get("started", 0), reverse=True)
+    runs.sort(key=lambda r: r.status.get("started", 0), reverse=True)  # a number: see _clean_status
     return runs, warnings
 
 

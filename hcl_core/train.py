@@ -195,10 +195,10 @@ def train(
         emit(metrics, flush=True)
         return metrics
 
-    baseline = {"raw": raw_baseline(ds)}
-    if writer is not None:
-        writer.save_eval_inputs(**evaluator.eval_inputs())
-        writer.write_status(baseline=baseline, total_steps=total_steps)
+    # Reliability (issue 6): "start" (which names the run folder) goes out as soon as the folder
+    # exists, before the raw baseline and the epoch-0 evaluation (seconds on larger data sets).
+    # A Stop in that phase terminates the worker, and the job manager can only mark the run
+    # "stopped" once it knows the folder; before, such a run was left looking "interrupted".
     emit({
         "type": "start",
         "run_dir": str(writer.path) if writer else None,
@@ -208,6 +208,10 @@ def train(
         "device": str(device),
         "train_size": n,
     }, flush=True)
+    baseline = {"raw": raw_baseline(ds)}
+    if writer is not None:
+        writer.save_eval_inputs(**evaluator.eval_inputs())
+        writer.write_status(baseline=baseline, total_steps=total_steps)
 
     state, message = "finished", ""
     last_eval = snapshot(0)
