@@ -1,0 +1,55 @@
+"""Plotly figure builders shared by the app and the reports (plotly only, never streamlit).
+
+Colours are colour-blind safe: classes use Paul Tol's "muted" scheme (10 colours) and, beyond
+ten classes, cycle with distinct marker symbols; losses use the Okabe-Ito palette.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+#: Paul Tol's muted qualitative scheme plus its pale grey: distinguishable with every common
+#: colour-vision deficiency.
+CLASS_COLORS = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE",
+                "#882255", "#44AA99", "#999933", "#AA4499", "#555555")
+CLASS_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star", "pentagon")
+
+#: Okabe-Ito, one colour per loss, fixed so a loss looks the same on every page.
+LOSS_COLORS = {
+    "info_nce": "#000000",
+    "dcl": "#E69F00",
+    "hcl": "#D55E00",
+    "h_ucl": "#CC79A7",
+    "supcon": "#0072B2",
+    "hard_supcon": "#009E73",
+}
+ACCENT = "#D55E00"  # hardness, wherever it is highlighted
+MUTED = "#888888"
+
+
+def class_color(k: int) -> str:
+    return CLASS_COLORS[k % len(CLASS_COLORS)]
+
+
+def class_symbol(k: int) -> str:
+    return CLASS_SYMBOLS[(k // len(CLASS_COLORS)) % len(CLASS_SYMBOLS)]
+
+
+def styled(fig: go.Figure, *, title: str | None = None, x: str | None = None, y: str | None = None,
+           height: int = 320, legend: bool = True) -> go.Figure:
+    """The common look: white background, labelled axes, compact margins, legend on top."""
+    fig.update_layout(
+        template="plotly_white",
+        title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
+        height=height,
+        margin=dict(l=55, r=15, t=45 if title else 15, b=45),
+        showlegend=legend,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        font=dict(size=13),
+        hoverlabel=dict(font_size=13),
+    )
+    if x is not None:
+        fig.update_xaxes(title_text=x)
+    if y is not None:
+        fig.update_yaxes(title_text=y)
+    return fig

@@ -1,0 +1,144 @@
+"""Curves over training: loss, probe accuracies against baselines, geometry, clamp share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import ACCENT, MUTED, styled
+
+METRIC_LABELS = {
+    "few_shot_probe_acc": "few-shot probe (10 labels/class)",
+    "knn_acc": "kNN (k=200)",
+    "linear_probe_acc": "linear probe (all labels)",
+    "alignment": "alignment (lower = positives closer)",
+    "uniformity": "uniformity (lower = more spread)",
+    "same_class_mass": "same-class weight mass",
+    "effective_negatives": "effective number of negatives",
+    "clamp_share": "anchors where the clamp binds",
+}
+_PROBE_COLORS = {"few_shot_probe_acc": "#0072B2", "knn_acc": "#009E73", "linear_probe_acc": "#CC79A7"}
+MAX_POINTS = 1500  # a curve is thinned to at most this many points before it is sent to the browser
+
+
+@dataclass(frozen=True)
+class Series:
+    """One run's curve: a label, x and y values and a colour."""
+
+    label: str
+    x: Sequence[float]
+    y: Sequence[float]
+    color: str
+
+
+def thin(x: Sequence[float], y: Sequence[float], max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Every k-th point (always keeping the last) so long runs plot fast."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) <= max_points:
+        return x, y
+    idx = np.unique(np.r_[np.linspace(0, len(x) - 1, max_points).astype(int), len(x) - 1])
+    return x[idx], y[idx]
+
+
+def ema(y: Sequence[float], weight: float) -> np.ndarray:
+    """Exponential moving average, bias-corrected so the start is not pulled towards 0."""
+    y = np.asarray(y, dtype=float)
+    out = np.empty_like(y)
+    acc, norm = 0.0, 0.0
+    for i, v in enumerate(y):
+        acc = weight * acc + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out[i] = acc / norm
+    return out
+
+
+def loss_figure(series: Sequence[Series], *, smooth: float = 0.8, height: int = 300) -> go.Figure:
+    """Training loss per step: raw values faint, the smoothed curve on top."""
+    fig = go.Figure()
+    for s in series:
+        if len(s.y) == 0:
+            continue
+        x, y = thin(s.x, s.y)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=s.color, width=1), opacity=0.25,
+                                 name=f"{s.label} (raw)", showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=x, y=ema(y, smooth) if len(y) > 2 else y, mode="lines",
+                                 line=dict(color=s.color, width=2.5), name=s.label,
+                                 hovertemplate="step %{x}<br>loss %{y:.4f}<extra>" + s.label + "</extra>"))
+    return styled(fig, title="Training loss", x="step", y="loss", height=height, legend=len(series) > 1)
+
+
+def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | None = None,
+                 *, height: int = 300) -> go.Figure:
+    """Probe accuracies per evaluated epoch, with the raw-pixel baseline as dashed lines.
+
+    Epoch 0 is the randomly initialised encoder, so the first point of each curve is the
+    random-encoder baseline and everything above it is what training added.
+    """
+    fig = go.Figure()
+    epochs = [e["epoch"] for e in evals]
+    for key, color in _PROBE_COLORS.items():
+        ys = [e.get(key) for e in evals]
+        if not any(v is not None for v in ys):
+            continue
+        fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", name=METRIC_LABELS[key],
+                                 line=dict(color=color, width=2.5), marker=dict(size=7),
+                                 hovertemplate="epoch %{x}<br>%{y:.3f}<extra>" + METRIC_LABELS[key] + "</extra>"))
+        raw = ((baseline or {}).get("raw") or {}).get(key)
+        if raw is not None:
+            fig.add_hline(y=raw, line=dict(color=color, dash="dot", width=1.5), opacity=0.8,
+                          annotation_text=f"raw pixels {raw:.3f}", annotation_position="bottom right",
+                          annotation_font=dict(size=11, color=color))
+    fig.update_yaxes(range=_accuracy_range(evals, baseline))
+    return styled(fig, title="Probe accuracy (epoch 0 = random encoder; dotted = raw pixels)",
+                  x="epoch", y="test accuracy", height=height)
+
+
+def _accuracy_range(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | None) -> list[float]:
+    values = [e[k] for e in evals for k in _PROBE_COLORS if e.get(k) is not None]
+    values += [v for k, v in ((baseline or {}).get("raw") or {}).items() if k in _PROBE_COLORS]
+    low = min(values, default=0.0)
+    return [max(0.0, low - 0.05), 1.0]
+
+
+def metric_figure(series: Sequence[Series], metric: str, *, height: int = 300) -> go.Figure:
+    """One metric per evaluated epoch, one line per run (Compare page)."""
+    fig = go.Figure()
+    for s in series:
+        fig.add_trace(go.Scatter(x=list(s.x), y=list(s.y), mode="lines+markers", name=s.label,
+                                 line=dict(color=s.color, width=2.5), marker=dict(size=6),
+                                 hovertemplate="epoch %{x}<br>%{y:.3f}<extra>" + s.label + "</extra>"))
+    return styled(fig, title=METRIC_LABELS.get(metric, metric), x="epoch", y=metric.replace("_", " "),
+                  height=height)
+
+
+def geometry_figure(evals: Sequence[dict[str, Any]], *, height: int = 300) -> go.Figure:
+    """Alignment and uniformity (Wang & Isola 2020) per evaluated epoch, side by side."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("alignment ↓ (positives close)",
+                                                        "uniformity ↓ (spread on the sphere)"))
+    epochs = [e["epoch"] for e in evals]
+    for col, key, color in ((1, "alignment", "#0072B2"), (2, "uniformity", "#009E73")):
+        fig.add_trace(go.Scatter(x=epochs, y=[e.get(key) for e in evals], mode="lines+markers",
+                                 line=dict(color=color, width=2.5), name=key, showlegend=False,
+                                 hovertemplate="epoch %{x}<br>%{y:.3f}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    return styled(fig, height=height, legend=False)
+
+
+def clamp_figure(evals: Sequence[dict[str, Any]], *, height: int = 260) -> go.Figure:
+    """Share of anchors whose debiased negative term hits DCL/HCL's lower clamp.
+
+    Where it binds, Ng is the constant M e^{-1/tau}: those anchors' negatives give no gradient.
+    """
+    epochs = [e["epoch"] for e in evals if "clamp_share" in e]
+    share = [e["clamp_share"] for e in evals if "clamp_share" in e]
+    fig = go.Figure(go.Bar(x=epochs, y=share, marker_color=ACCENT, name="clamp binds",
+                           hovertemplate="epoch %{x}<br>%{y:.1%} of anchors<extra></extra>"))
+    fig.update_yaxes(range=[0, max([0.05, *share]) * 1.15], tickformat=".0%")
+    fig.add_hline(y=0, line=dict(color=MUTED, width=1))
+    return styled(fig, title="Anchors where the clamp binds (no gradient from their negatives)",
+                  x="epoch", y="share of anchors", height=height, legend=False)

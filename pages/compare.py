@@ -1,0 +1,210 @@
+"""Compare: runs side by side (curves, final metrics against baselines, embeddings) and sweeps.
+
+Per chosen run it reads ``metrics.jsonl`` (step losses, per-epoch evaluations; cached while the
+file is unchanged), ``status.json`` (summary and baselines) and the last snapshot's backbone
+``features`` ``(n, D)`` and ``labels`` ``(n,)`` for a PCA panel.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from hcl_core.plots.compare import (
+    FINAL_METRICS,
+    PROBE_METRICS,
+    TableEntry,
+    add_baselines,
+    embeddings_grid_figure,
+    figures_html,
+    legend_labels,
+    metrics_table,
+    run_colors,
+    table_csv,
+)
+from hcl_core.plots.training import Series, loss_figure, metric_figure
+from hcl_core.project import pca_2d
+from hcl_core.store import Run, RunFileError, iter_events
+from ui import all_runs, load_snapshot, run_label
+
+DEFAULT_RUNS = 3
+MAX_RUNS = 8
+KEY = "cmp_runs"
+SAVED = "cmp_runs_saved"  # a plain key: Streamlit drops a widget's key while another page is open
+TABLE_FORMAT = {h: st.column_config.NumberColumn(format="%.1f" if h in ("eff. negatives", "train s") else "%.3f")
+                for h in (*FINAL_METRICS.values(), "train s")}
+CURVES = ("linear_probe_acc", "few_shot_probe_acc", "knn_acc", "alignment", "uniformity")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def history(run_path: str, stamp: tuple) -> dict[str, Any]:
+    """A run's step losses ``(steps,)``, ``(losses,)``, its eval events and its baseline event
+    (``stamp``: size and mtime of metrics.jsonl, so a growing file is read again)."""
+    steps, losses, evals, baseline = [], [], [], {}
+    for e in iter_events(Path(run_path) / "metrics.jsonl"):
+        kind = e.get("type")
+        if kind == "step":
+            steps.append(e.get("step"))
+            losses.append(e.get("loss"))
+        elif kind == "eval":
+            evals.append(e)
+        elif kind == "baseline":
+            baseline = {k: v for k, v in e.items() if k != "type"}
+    return {"steps": steps, "losses": losses, "evals": evals, "baseline": baseline}
+
+
+def run_history(run: Run) -> dict[str, Any]:
+    try:
+        info = (run.path / "metrics.jsonl").stat()
+        stamp = (info.st_size, info.st_mtime)
+    except OSError:
+        stamp = (0, 0.0)
+    return history(str(run.path), stamp)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def pca_of(run_path: str, epoch: int, mtime: float, _features: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` PCA layout of one snapshot's features, cached per file."""
+    return pca_2d(_features)
+
+
+def pick_runs(runs: list[Run]) -> list[Run]:
+    """The multiselect; defaults to the most recent finished runs. Choices survive reruns (session state)."""
+    by_path = {str(r.path): r for r in runs}
+    if KEY not in st.session_state:
+        default = [str(r.path) for r in runs if r.state == "finished"][:DEFAULT_RUNS]
+        st.session_state[KEY] = st.session_state.get(SAVED, default)
+    st.session_state[KEY] = [p for p in st.session_state[KEY] if p in by_path]  # forget deleted runs
+    chosen = st.multiselect("Runs to compare", list(by_path), key=KEY, max_selections=MAX_RUNS,
+                            format_func=lambda p: run_label(by_path[p]),
+                            placeholder="Pick runs, e.g. SimCLR, HCL β=1 and H-SCL β=1 with the same seed",
+                            help="Newest first. Defaults to the most recent finished runs.")
+    st.session_state[SAVED] = chosen
+    return [by_path[p] for p in chosen]
+
+
+def final_metrics(run: Run, hist: dict[str, Any]) -> dict[str, Any]:
+    """The run's summary (finished runs), else its last evaluation (running or interrupted ones)."""
+    return run.summary or (hist["evals"][-1] if hist["evals"] else {})
+
+
+def baseline_of(run: Run, hist: dict[str, Any]) -> dict[str, Any]:
+    return run.summary.get("baseline") or hist["baseline"] or run.status.get("baseline") or {}
+
+
+def shared_raw_baseline(entries: list[TableEntry], metric: str) -> dict[str, float | None]:
+    """The raw-pixel line of a probe chart, when all runs share one data set (else no line)."""
+    if len({e.config.dataset for e in entries}) != 1:
+        return {}
+    return {"raw pixels": (entries[0].baseline.get("raw") or {}).get(metric)}
+
+
+def chart(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, config={"displaylogo": False,
+                                          "toImageButtonOptions": {"filename": key, "scale": 2}})
+
+
+def embeddings_figure(runs: list[Run], labels: list[str]):
+    """PCA of each run's last snapshot, side by side (runs without a readable snapshot are skipped)."""
+    layouts, classes, titles = [], [], []
+    for run, label in zip(runs, labels, strict=True):
+        epochs = run.snapshot_epochs()
+        if not epochs:
+            continue
+        try:
+            snap = load_snapshot(run, epochs[-1])
+            mtime = (run.path / "snapshots" / f"epoch_{epochs[-1]:04d}.npz").stat().st_mtime
+            layouts.append(pca_of(str(run.path), epochs[-1], mtime, snap["features"]))
+        except (OSError, RunFileError, KeyError, ValueError) as e:
+            st.warning(f"{label}: its last snapshot cannot be shown ({e}).")
+            continue
+        classes.append(snap["labels"])
+        titles.append(f"{label} · epoch {epochs[-1]}")
+    return embeddings_grid_figure(layouts, classes, titles) if layouts else None
+
+
+def runs_section() -> None:
+    runs = all_runs()
+    if not runs:
+        st.info("No runs yet: train a few on the **Train** page (e.g. SimCLR, HCL β=1 and H-SCL β=1 with the "
+                "same seed), or in a terminal: `python -m hcl_core train --loss hcl --beta 1`.")
+        return
+    chosen = pick_runs(runs)
+    if not chosen:
+        st.info("Pick one or more runs above to compare them.")
+        return
+    labels = legend_labels([r.config for r in chosen])
+    colors = run_colors([r.config.loss for r in chosen])
+    hists = [run_history(r) for r in chosen]
+    entries = [TableEntry(label, r.run_id, r.config, r.state, final_metrics(r, h), baseline_of(r, h))
+               for label, r, h in zip(labels, chosen, hists, strict=True)]
+
+    st.subheader("Final metrics")
+    rows = metrics_table(entries)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_table", column_config=TABLE_FORMAT)
+    st.caption("Accuracies on the held-out test split at the last evaluated epoch (never the best epoch). "
+               "Baselines: *raw pixels* is the same probe on the flattened inputs; *random-init encoder* is the "
+               "untrained network (epoch 0). Alignment and uniformity: lower is better.")
+
+    curves = {"loss": loss_figure(
+        [Series(lab, h["steps"], h["losses"], col) for lab, h, col in zip(labels, hists, colors, strict=True)])}
+    for metric in CURVES:
+        series = [Series(lab, [e["epoch"] for e in h["evals"] if metric in e],
+                         [e[metric] for e in h["evals"] if metric in e], col)
+                  for lab, h, col in zip(labels, hists, colors, strict=True)]
+        curves[metric] = metric_figure(series, metric)
+        if metric in PROBE_METRICS:
+            add_baselines(curves[metric], shared_raw_baseline(entries, metric))
+    embeddings = embeddings_figure(chosen, labels)
+    figures = {fig.layout.title.text: fig for fig in curves.values()}
+    if embeddings is not None:
+        figures["Embeddings: PCA of the backbone features at the last snapshot"] = embeddings
+
+    c1, c2, c3 = st.columns([1, 1, 3])
+    c1.download_button("⬇ Table (CSV)", table_csv(rows), file_name="comparison.csv", mime="text/csv",
+                       key="cmp_csv", on_click="ignore", use_container_width=True)
+    c2.download_button("⬇ Figures (HTML)", lambda: figures_html(figures, intro="Runs: " + "; ".join(labels)),
+                       file_name="comparison.html", mime="text/html", key="cmp_html", on_click="ignore",
+                       use_container_width=True, help="One page with every chart below, interactive and offline "
+                                                      "(plotly.js is inside the file, about 5 MB).")
+    c3.caption("PNG: the 📷 camera icon in each chart's toolbar (top right, on hover) saves that chart as a PNG. "
+               "Static export on the server needs the kaleido package, which is not installed.")
+
+    st.subheader("Curves")
+    names = list(curves)
+    for pair in zip(names[::2], names[1::2], strict=False):
+        for col, name in zip(st.columns(2), pair, strict=False):
+            with col:
+                chart(curves[name], f"cmp_{name}")
+    if embeddings is not None:
+        st.subheader("Embeddings")
+        chart(embeddings, "cmp_embeddings")
+        st.caption("PCA of each run's backbone features on the same test samples, last snapshot; coloured by "
+                   "class. Each panel has its own axes: compare the shapes (tight, separated clusters), not "
+                   "positions. Click a class in the legend to hide it everywhere.")
+
+
+def sweeps_section() -> None:
+    """The sweep view (``ui/sweep_view.py``, written separately): shown once it exists."""
+    if importlib.util.find_spec("ui.sweep_view") is None:
+        st.info("The sweep view is not installed in this version of the app.")
+        return
+    try:
+        from ui.sweep_view import render_sweep_section
+    except Exception as e:  # a broken module must not take the Runs tab down with it
+        st.error(f"The sweep view could not be loaded: {type(e).__name__}: {e}")
+        return
+    render_sweep_section()
+
+
+st.title("Compare")
+runs_tab, sweeps_tab = st.tabs(["Runs", "Sweeps"])
+with runs_tab:
+    runs_section()
+with sweeps_tab:
+    sweeps_section()

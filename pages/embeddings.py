@@ -1,0 +1,310 @@
+"""Embeddings: watch the classes separate epoch by epoch; click a point to see its neighbours.
+
+The scatter shows the backbone features (n, D) of the run's fixed evaluation subset of test
+samples at every snapshot, laid out in 2-D by PCA (instant) or UMAP (fitted in the background by
+one ProjectionService per process; the page shows PCA until UMAP is ready). Layouts are chained
+backwards from the last epoch: each earlier epoch is Procrustes-aligned onto the next one, so
+points do not jump when the animation plays.
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import streamlit as st
+
+from hcl_core.plots.embeddings import (
+    Highlight,
+    Neighbours,
+    embedding_figure,
+    hover_texts,
+    neighbours,
+    thumbnail,
+)
+from hcl_core.project import ProjectionService, align_layout, layout_key, pca_2d
+from hcl_core.store import Run
+from ui import eval_inputs, load_snapshot, pick_run
+
+K = 8  # neighbours and hardest negatives shown for a chosen sample
+POLL_S = 0.5  # how often the page checks whether UMAP is ready
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+@st.cache_resource(show_spinner=False)
+def projection_service() -> ProjectionService:
+    """One UMAP worker per process, warmed at once so a user's first fit skips numba's compile.
+
+    pandas is imported here, before the warm-up: ``import umap`` on the worker thread would import
+    it there, and plotly (which looks pandas up in sys.modules without importing it) then meets a
+    half-initialised module on the UI thread: "partially initialized module 'pandas'" crashes.
+    """
+    import pandas  # noqa: F401
+
+    service = ProjectionService()
+    service.warm_up()
+    return service
+
+
+@dataclass
+class Snapshots:
+    """The readable snapshots of a run: ``features[i]`` is ``(n, D)`` at ``epochs[i]``; ``labels`` ``(n,)``."""
+
+    epochs: list[int]
+    features: list[np.ndarray]
+    labels: np.ndarray | None
+    problems: list[str]
+    stamp: tuple  # identifies these arrays (run folder, epochs, file times): a cache key
+
+
+def read_snapshots(run: Run) -> Snapshots:
+    """Every snapshot that loads and fits the others; the rest are named in ``problems``."""
+    out = Snapshots([], [], None, [], ())
+    stamp: list = [str(run.path)]
+    for epoch in run.snapshot_epochs():
+        try:
+            snap = load_snapshot(run, epoch)
+            feats, labels = np.asarray(snap["features"]), np.asarray(snap["labels"])
+            if feats.ndim != 2 or len(feats) != len(labels) or len(feats) < 3:
+                raise ValueError(f"features of shape {feats.shape} for {len(labels)} labels")
+            if out.labels is not None and not np.array_equal(labels, out.labels):
+                raise ValueError("it holds other samples than the other snapshots")
+            if not np.isfinite(feats).all():
+                raise ValueError("the features contain NaN or infinity (the training diverged)")
+            stamp.append((epoch, (run.path / "snapshots" / f"epoch_{epoch:04d}.npz").stat().st_mtime))
+        except _UNREADABLE as e:
+            out.problems.append(f"The snapshot of epoch {epoch} is left out: {e or type(e).__name__}.")
+            continue
+        out.epochs.append(epoch)
+        out.features.append(feats)
+        out.labels = labels
+    out.stamp = tuple(stamp)
+    return out
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def pca_layouts(stamp: tuple, _features: list[np.ndarray]) -> tuple[list[np.ndarray], list[tuple], float]:
+    """Per epoch: the PCA layout ``(n, 2)``, aligned onto the next epoch's, and the variance share of
+    PC 1, PC 2; then the seconds it all took."""
+    t0 = time.perf_counter()
+    raw = [pca_2d(f) for f in _features]
+    shares = [tuple(lay.var(axis=0) / max(f.var(axis=0).sum(), 1e-12)) for lay, f in zip(raw, _features, strict=True)]
+    aligned = raw[-1:]
+    for lay in reversed(raw[:-1]):
+        aligned.insert(0, align_layout(lay, aligned[0]))
+    return aligned, shares, time.perf_counter() - t0
+
+
+def umap_layouts(run: Run, snaps: Snapshots) -> tuple[dict[int, np.ndarray], str | None]:
+    """The UMAP layouts ready so far and the error if one failed; schedules the next fit, never waits.
+
+    Chained from the last epoch backwards: each earlier epoch starts from the next one's layout
+    and is aligned onto it, so the animation does not jump (and the last epoch is ready first).
+    """
+    service, ready, reference = projection_service(), {}, None
+    for epoch, feats in zip(reversed(snaps.epochs), reversed(snaps.features), strict=True):
+        layout = service.request(umap_key(run, snaps, epoch), feats, reference=reference)
+        if layout is None:
+            return ready, service.error(umap_key(run, snaps, epoch))
+        ready[epoch] = reference = layout
+    return ready, None
+
+
+def umap_key(run: Run, snaps: Snapshots, epoch: int) -> str:
+    return layout_key(run.path, epoch, f"umap-chain-from-{snaps.epochs[-1]}")
+
+
+def umap_state(ready: dict, error: str | None, epoch: int, epochs: list[int]) -> tuple[bool, bool, bool]:
+    """What the chart depends on: (chosen epoch ready, all ready, failed)."""
+    return epoch in ready, len(ready) == len(epochs), error is not None
+
+
+@st.fragment(run_every=POLL_S)
+def umap_progress(run: Run, snaps: Snapshots, epoch: int, shown: tuple[bool, bool, bool]) -> None:
+    """Polls the background UMAP; reruns the page only when the chart would change."""
+    ready, error = umap_layouts(run, snaps)
+    if umap_state(ready, error, epoch, snaps.epochs) != shown:
+        st.rerun(scope="app")
+    what = "UMAP is being computed…" if epoch not in ready else "UMAP of the other epochs is being computed…"
+    st.caption(f"{what} {len(ready)} of {len(snaps.epochs)} epochs ready; the chart updates by itself.")
+
+
+@dataclass
+class View:
+    """What the chart shows: ``layouts[i]`` ``(n, 2)`` at ``epochs[i]``, axis titles per epoch."""
+
+    method: str
+    epochs: list[int]
+    layouts: list[np.ndarray]
+    axes: list[tuple[str, str]]
+    note: str
+
+
+def pca_view(snaps: Snapshots) -> View:
+    layouts, shares, seconds = pca_layouts(snaps.stamp, snaps.features)
+    axes = [(f"PC 1 ({100 * a:.0f} % of variance)", f"PC 2 ({100 * b:.0f} % of variance)") for a, b in shares]
+    return View("PCA", snaps.epochs, layouts, axes,
+                f"PCA of {len(layouts)} epoch(s) in {1000 * seconds:.0f} ms. The axes are the principal components "
+                f"at epoch {snaps.epochs[-1]}; each earlier epoch is rotated and scaled onto the next one "
+                "(Procrustes) so points do not jump; the % is each epoch's own.")
+
+
+def umap_view(run: Run, snaps: Snapshots, epoch: int) -> View | None:
+    """The UMAP view if the chosen epoch is ready (with the epochs ready so far); else ``None``,
+    and a note or a fragment that polls until it is."""
+    ready, error = umap_layouts(run, snaps)
+    state = umap_state(ready, error, epoch, snaps.epochs)
+    if error:
+        st.warning(f"{error}. Showing " + ("the epochs that are ready." if state[0] else "PCA instead."))
+        if st.button("Retry UMAP"):
+            for e in snaps.epochs:
+                projection_service().forget(umap_key(run, snaps, e))
+            st.rerun()
+    elif not state[1]:
+        umap_progress(run, snaps, epoch, state)
+    if not state[0]:
+        return None
+    epochs = [e for e in snaps.epochs if e in ready]
+    seconds = projection_service().seconds(umap_key(run, snaps, epoch)) or 0.0
+    return View("UMAP", epochs, [ready[e] for e in epochs], [("UMAP 1", "UMAP 2")] * len(epochs),
+                f"UMAP (cosine, 15 neighbours) of epoch {epoch} took {seconds:.1f} s in the background. Its axes "
+                "have no units, and distances between clusters mean little.")
+
+
+@dataclass
+class Subset:
+    """The evaluation subset: ``labels``/``indices`` (test-set positions) ``(n,)``, ``inputs``
+    ``(n, C, H, W)`` or ``(n, D)`` (``None`` if eval_inputs.npz is unreadable), class names."""
+
+    labels: np.ndarray
+    indices: np.ndarray
+    inputs: np.ndarray | None
+    names: tuple[str, ...]
+
+    def name(self, row: int) -> str:
+        return self.names[int(self.labels[row])]
+
+
+def read_subset(run_path: str, labels: np.ndarray) -> Subset:
+    n, k = len(labels), int(labels.max()) + 1
+    try:
+        data = eval_inputs(run_path)
+        if len(data["inputs"]) != n or len(data["indices"]) != n:
+            raise ValueError(f"{len(data['inputs'])} inputs for {n} samples")
+    except _UNREADABLE:
+        return Subset(labels, np.arange(n), None, tuple(map(str, range(k))))
+    names = data.get("classes")  # not written by train.py yet: class indices stand in
+    names = tuple(str(c) for c in names) if names is not None and len(names) >= k else tuple(map(str, range(k)))
+    return Subset(labels, data["indices"], data["inputs"], names)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def hover_labels(run_path: str, n: int, _subset: Subset) -> list[str]:
+    """Hover text per sample (block pictures take a while for thousands of images: cached per run)."""
+    return hover_texts(_subset.labels, _subset.indices, _subset.names, _subset.inputs)
+
+
+def on_click(chart_key: str, sample_key: str) -> None:
+    """A clicked point becomes the chosen sample (an empty selection keeps the last one)."""
+    points = st.session_state[chart_key].selection.points
+    try:
+        data = points[0]["customdata"]
+        st.session_state[sample_key] = int(data[0] if isinstance(data, list) else data)
+    except (IndexError, KeyError, TypeError, ValueError):
+        pass  # no point, or a ring around one (rings carry no sample index)
+
+
+def gallery(title: str, rows: np.ndarray, cos: np.ndarray, sub: Subset, mark: np.ndarray | None = None) -> None:
+    """Thumbnails (a table for vectors) of ``rows`` with class and cosine; ``mark[j]``: prefix a ✗."""
+    st.markdown(title)
+    captions = [f"{'✗ ' if mark is not None and mark[j] else ''}{sub.name(r)} · {c:.2f}" for j, (r, c) in
+                enumerate(zip(rows, cos, strict=True))]
+    pictures = [thumbnail(sub.inputs[r], 64) for r in rows] if sub.inputs is not None else [None]
+    if not rows.size or pictures[0] is None:
+        st.dataframe({"test #": sub.indices[rows], "class": [sub.name(r) for r in rows], "cosine": cos.round(3)},
+                     hide_index=True)
+        return
+    for col, picture, caption in zip(st.columns(K), pictures, captions, strict=False):
+        col.image(picture, caption=caption, width=64, output_format="PNG")
+
+
+def inspect(nb: Neighbours, sub: Subset, epoch: int, dim: int) -> None:
+    """The chosen sample, its nearest neighbours and its hardest negatives, side by side."""
+    left, right = st.columns([1, 5])
+    picture = thumbnail(sub.inputs[nb.sample], 128) if sub.inputs is not None else None
+    if picture is not None:
+        left.image(picture, width=128, output_format="PNG")
+    left.markdown(f"**class {sub.name(nb.sample)}**  \ntest #{sub.indices[nb.sample]}  \nepoch {epoch}")
+    with right:
+        st.caption(f"Similarity: the cosine of the {dim}-dimensional backbone features at epoch {epoch}. Neighbours "
+                   "there can lie apart in the 2-D picture, which keeps only part of the geometry.")
+        gallery(f"**Nearest neighbours** (cosine of backbone features; {int(nb.same_class.sum())} of "
+                f"{len(nb.nearest)} share its class, ✗ marks another class)", nb.nearest, nb.nearest_cos, sub,
+                mark=~nb.same_class)
+        gallery("**Hardest negatives** (the most similar samples of another class: the ones a hard-negative "
+                "loss pushes away hardest)", nb.hardest, nb.hardest_cos, sub)
+
+
+# ------------------------------------------------------------------------------------------
+# the page
+# ------------------------------------------------------------------------------------------
+
+st.title("Embeddings")
+run = pick_run(key="emb_run")
+if run is None:
+    st.stop()
+projection_service()  # the first visit starts the UMAP warm-up in the background
+snaps = read_snapshots(run)
+for problem in snaps.problems:
+    st.warning(problem)
+if not snaps.epochs:
+    st.error("None of this run's snapshots can be read, so there is nothing to plot. Pick another run.")
+    st.stop()
+if run.state == "interrupted":
+    st.warning(f"This run was interrupted before it finished: showing the {len(snaps.epochs)} snapshot(s) it "
+               f"saved, up to epoch {snaps.epochs[-1]}.")
+elif run.state == "running":
+    st.info("This run is still training: new epochs appear when the page reruns (press **R**).")
+
+n, sub = len(snaps.labels), read_subset(str(run.path), snaps.labels)
+epoch_key, sample_key, chart_key = (f"emb_{w}:{run.run_id}" for w in ("epoch", "sample", "chart"))
+c_epoch, c_method = st.columns([4, 1])
+if len(snaps.epochs) > 1:
+    if st.session_state.get(epoch_key) not in snaps.epochs:
+        st.session_state[epoch_key] = snaps.epochs[-1]
+    epoch = c_epoch.select_slider("Epoch", snaps.epochs, key=epoch_key,
+                                  help="The epoch the chart opens at and the neighbours below are computed at. "
+                                       "▶ Play in the chart replays every epoch in your browser.")
+else:
+    epoch = snaps.epochs[0]
+    c_epoch.caption(f"Only one snapshot (epoch {epoch}): nothing to animate yet.")
+method = c_method.radio("Layout", ["PCA", "UMAP"], key="emb_method", horizontal=True,
+                        help="PCA: a linear projection, instant, axes with a meaning. UMAP: a non-linear map "
+                             "that keeps neighbourhoods; computed in the background.")
+view = (umap_view(run, snaps, epoch) if method == "UMAP" else None) or pca_view(snaps)
+
+chosen = st.session_state.get(sample_key)
+chosen = chosen if isinstance(chosen, int) and 0 <= chosen < n else None
+nb = neighbours(snaps.features[snaps.epochs.index(epoch)], sub.labels, chosen, K) if chosen is not None else None
+fig = embedding_figure(
+    view.layouts, view.epochs, sub.labels, class_names=sub.names, hover=hover_labels(str(run.path), n, sub),
+    active=view.epochs.index(epoch) if epoch in view.epochs else None, axis_titles=view.axes,
+    titles=[f"Backbone features of {n} test samples · epoch {e} · {view.method}" for e in view.epochs],
+    highlight=Highlight(chosen, nb.nearest, nb.hardest) if nb is not None else None,
+    show_ticks=view.method == "PCA", equal_aspect=view.method == "PCA", revision=f"{run.run_id}:{view.method}",
+)
+st.plotly_chart(fig, key=chart_key, on_select=partial(on_click, chart_key, sample_key), selection_mode="points",
+                config={"displaylogo": False, "toImageButtonOptions": {"filename": f"embeddings-{run.run_id}"}})
+st.caption(f"{view.note} Hover a point to see the sample; click it to inspect it below.")
+
+st.subheader("Inspect a sample")
+st.selectbox("Sample", range(n), key=sample_key, index=None,
+             format_func=lambda p: f"test #{sub.indices[p]} · class {sub.name(p)}",
+             placeholder="Click a point in the chart, or type a test index here")
+if nb is None:
+    st.caption("Its nearest neighbours and hardest negatives in the backbone's feature space appear here.")
+else:
+    inspect(nb, sub, epoch, snaps.features[0].shape[1])

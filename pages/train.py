@@ -1,0 +1,248 @@
+"""Train: configure a run, start it in the background, watch it learn."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from hcl_core.config import FIELDS, ConfigError, RunConfig
+from hcl_core.jobs import JobLimitError, JobState
+from hcl_core.losses import LOSS_LABELS, LOSS_PARAMS
+from hcl_core.plots import LOSS_COLORS
+from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
+from ui import LIVE_REFRESH_S, all_runs, job_manager, reload_run
+from ui.formulas import EXPLANATIONS, FORMULAS
+
+DATASET_LABELS = {
+    "digits": "digits (bundled, 8×8)", "synthetic": "synthetic (Gaussian mixture)", "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+    "image_folder": "image folder",
+}
+BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
+LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+KEY = "cfg_"  # session-state prefix of the config widgets
+
+
+# ------------------------------------------------------------------------------------------
+# configuration <-> URL <-> widgets
+# ------------------------------------------------------------------------------------------
+
+def _init_from_url() -> None:
+    """On a session's first run, the URL's query parameters fill the controls."""
+    if st.session_state.get("cfg_initialised"):
+        return
+    config, notices = RunConfig.from_query(st.query_params.to_dict())
+    _set_controls(config)
+    st.session_state["cfg_notices"] = notices
+    st.session_state["cfg_initialised"] = True
+
+
+def _set_controls(config: RunConfig) -> None:
+    for name, value in config.to_dict().items():
+        st.session_state[KEY + name] = "" if value is None else value
+    if config.batch_size not in BATCH_SIZES:
+        BATCH_SIZES.append(config.batch_size)
+        BATCH_SIZES.sort()
+    if config.lr not in LEARNING_RATES:
+        LEARNING_RATES.append(config.lr)
+        LEARNING_RATES.sort()
+
+
+def _help(name: str) -> str:
+    spec = FIELDS[name]
+    return f"{spec.help} Allowed: {spec.describe_range()}."
+
+
+def _controls() -> tuple[RunConfig | None, str | None]:
+    """The sidebar; returns the config, or None and the message of the field that is wrong."""
+    sb = st.sidebar
+    sb.header("Run configuration")
+    dataset = sb.selectbox("Data set", list(DATASET_LABELS), format_func=DATASET_LABELS.get,
+                           key=KEY + "dataset", help=_help("dataset"))
+    if dataset not in ("digits", "synthetic"):
+        sb.text_input("Data folder", key=KEY + "data_root", help=_help("data_root"),
+                      placeholder="/path/to/data")
+    if dataset == "synthetic":
+        sb.slider("Class overlap", 0.0, 1.0, step=0.05, key=KEY + "synthetic_overlap",
+                  help=_help("synthetic_overlap"))
+    loss = sb.selectbox("Loss", list(LOSS_LABELS), format_func=LOSS_LABELS.get, key=KEY + "loss",
+                        help="The contrastive objective. The formula is shown above the charts.")
+    used = LOSS_PARAMS[loss]
+    if "beta" in used:
+        sb.slider("Hardness β", 0.0, 20.0, step=0.1, key=KEY + "beta", help=_help("beta") +
+                  " β multiplies s = cos/τ, as in the published code.")
+    sb.slider("Temperature τ", 0.05, 2.0, step=0.05, key=KEY + "tau", help=_help("tau"))
+    if "tau_plus" in used:
+        sb.slider("Class prior τ⁺", 0.0, 0.5, step=0.01, key=KEY + "tau_plus", help=_help("tau_plus"))
+    hidden = [p for p in ("beta", "tau_plus") if p not in used]
+    if hidden:
+        sb.caption(f"{LOSS_LABELS[loss].split(' (')[0]} does not use " +
+                   " or ".join({"beta": "β", "tau_plus": "τ⁺"}[p] for p in hidden) + ".")
+    sb.selectbox("Encoder", FIELDS["encoder"].choices, key=KEY + "encoder", help=_help("encoder"))
+    sb.select_slider("Batch size", BATCH_SIZES, key=KEY + "batch_size", help=_help("batch_size"))
+    sb.number_input("Epochs", min_value=1, max_value=1000, step=5, key=KEY + "epochs", help=_help("epochs"))
+    sb.select_slider("Learning rate", LEARNING_RATES, key=KEY + "lr", format_func=lambda v: f"{v:g}",
+                     help=_help("lr"))
+    sb.slider("Augmentation strength", 0.0, 2.0, step=0.1, key=KEY + "aug_strength", help=_help("aug_strength"))
+    sb.number_input("Seed", min_value=0, step=1, key=KEY + "seed", help=_help("seed"))
+    sb.selectbox("Device", FIELDS["device"].choices, key=KEY + "device", help=_help("device"))
+    with sb.expander("Advanced"):
+        st.number_input("Evaluate every K epochs", 1, 1000, key=KEY + "snapshot_every",
+                        help=_help("snapshot_every"))
+        if loss in ("hcl", "hard_supcon"):
+            st.checkbox("Detach hardness weights", key=KEY + "detach_weights", help=_help("detach_weights"))
+        st.number_input("Projection size", 2, 1024, key=KEY + "feature_dim", help=_help("feature_dim"))
+        st.number_input("Hidden width", 8, 4096, key=KEY + "hidden_dim", help=_help("hidden_dim"))
+        st.number_input("Weight decay", 0.0, 0.1, format="%g", key=KEY + "weight_decay",
+                        help=_help("weight_decay"))
+        st.number_input("Test samples embedded", 50, 5000, key=KEY + "eval_size", help=_help("eval_size"))
+        st.number_input("CPU threads (0 = default)", 0, 256, key=KEY + "threads", help=_help("threads"))
+        st.text_input("Run name", key=KEY + "name", help=_help("name"))
+    values = {name: st.session_state.get(KEY + name) for name in FIELDS}
+    try:
+        return RunConfig(**values), None
+    except ConfigError as e:
+        return None, str(e)
+
+
+# ------------------------------------------------------------------------------------------
+# the live view (a fragment: it reruns alone, never the whole page)
+# ------------------------------------------------------------------------------------------
+
+def _view_of_run(run) -> JobState:
+    """A stored run rendered like a live job: its events folded into a JobState."""
+    state = JobState(job_id=0, config=run.config, run_dir=str(run.path))
+    for event in run.events():
+        state.apply(event)
+    state.state, state.message = run.state, run.status.get("message", "")
+    state.baseline = state.baseline or run.status.get("baseline", {})
+    return state
+
+
+def _status_line(s: JobState) -> str:
+    c = s.config
+    where = f"epoch {s.epoch}/{c.epochs} · step {s.step}/{s.total_steps or '?'}"
+    speed = f" · {s.steps_per_s:.0f} steps/s" if s.steps_per_s else ""
+    return {"starting": "Starting the worker…", "stopping": "Stopping…"}.get(s.state, f"{s.state.capitalize()}: "
+                                                                                  f"{where}{speed}")
+
+
+def _render(s: JobState) -> None:
+    st.progress(s.progress if s.state != "finished" else 1.0, text=_status_line(s))
+    if s.state == "failed":
+        st.error(f"The run failed: {s.message}")
+    elif s.state == "stopped":
+        st.warning(s.message or "Stopped.")
+    last = s.evals[-1] if s.evals else {}
+    raw = (s.baseline or {}).get("raw", {})
+    m = st.columns(4)
+    m[0].metric("Loss (last step)", f"{s.steps[-1][1]:.4f}" if s.steps else "–")
+    for col, key, label in ((m[1], "few_shot_probe_acc", "Few-shot probe"), (m[2], "knn_acc", "kNN accuracy"),
+                            (m[3], "linear_probe_acc", "Linear probe")):
+        if key in last:
+            col.metric(f"{label} (epoch {last['epoch']})", f"{last[key]:.3f}",
+                       delta=f"{last[key] - raw[key]:+.3f} vs raw pixels" if key in raw else None)
+        else:
+            col.metric(label, "–")
+    left, right = st.columns(2)
+    color = LOSS_COLORS.get(s.config.loss, "#0072B2")
+    steps, losses = zip(*s.steps, strict=True) if s.steps else ((), ())
+    left.plotly_chart(loss_figure([Series(s.config.short_name(), steps, losses, color)]),
+                      use_container_width=True, key="loss_curve")
+    right.plotly_chart(probe_figure(s.evals, s.baseline), use_container_width=True, key="probe_curve")
+    if s.evals:
+        left, right = st.columns(2)
+        left.plotly_chart(geometry_figure(s.evals), use_container_width=True, key="geometry")
+        if s.config.loss in ("hcl", "dcl"):
+            right.plotly_chart(clamp_figure(s.evals), use_container_width=True, key="clamp")
+    if s.state == "finished" and s.run_dir:
+        st.success(f"Finished in {s.summary.get('seconds', 0):.1f} s. Open **Embeddings** to watch the "
+                   "clusters form, **Negatives** to see where the weight goes.")
+
+
+def _live(job_id: int) -> None:
+    job = job_manager().get(job_id)
+    if job is None:
+        return
+    s = job.snapshot()
+    _render(s)
+    # When the job ends, rerun the whole page once so the buttons and refresh rate follow.
+    if not s.active and st.session_state.get("live_was_active"):
+        st.session_state["live_was_active"] = False
+        st.rerun(scope="app")
+    st.session_state["live_was_active"] = s.active
+
+
+# ------------------------------------------------------------------------------------------
+# button callbacks: they run before the script draws anything, so the buttons below show
+# the new state (Start disabled, Stop enabled) in the very rerun the click caused
+# ------------------------------------------------------------------------------------------
+
+def _start(config: RunConfig) -> None:
+    try:
+        job_manager().start(config)
+        st.session_state.pop("dismissed_job", None)
+    except JobLimitError as e:
+        st.session_state["start_error"] = str(e)
+
+
+def _stop(job_id: int) -> None:
+    running = job_manager().get(job_id)
+    if running is not None:
+        running.stop(timeout=1.0)
+
+
+def _reset(job_id: int | None) -> None:
+    _set_controls(RunConfig())
+    st.query_params.clear()
+    if job_id is not None:
+        st.session_state["dismissed_job"] = job_id
+
+
+# ------------------------------------------------------------------------------------------
+# the page
+# ------------------------------------------------------------------------------------------
+
+_init_from_url()
+config, error = _controls()
+manager = job_manager()
+job = manager.latest()
+if job is not None and st.session_state.get("dismissed_job") == job.id:
+    job = None
+active = job is not None and job.active
+
+st.title("Hardness Explorer")
+for notice in st.session_state.pop("cfg_notices", []):
+    st.warning(notice)
+if error:
+    st.sidebar.error(error)
+else:
+    st.query_params.from_dict(config.to_query())
+
+chosen_loss = config.loss if config else st.session_state[KEY + "loss"]
+st.markdown(f"**{LOSS_LABELS[chosen_loss]}** — {EXPLANATIONS[chosen_loss]}")
+st.latex(FORMULAS[chosen_loss])
+
+b1, b2, b3, info = st.columns([1, 1, 1, 5])
+b1.button("▶ Start", type="primary", disabled=bool(error) or active, use_container_width=True,
+          on_click=_start, args=(config,), help="Train in the background; the page stays responsive.")
+b2.button("■ Stop", disabled=not active, use_container_width=True, on_click=_stop,
+          args=(job.id if job else 0,), help="Stops within a second; everything trained so far is kept.")
+b3.button("↺ Reset", disabled=active, use_container_width=True, on_click=_reset,
+          args=(job.id if job else None,),
+          help="Back to the default configuration; the finished run stays on disk.")
+if "start_error" in st.session_state:
+    st.error(st.session_state.pop("start_error"))
+info.caption(f"Link to this configuration: copy the address bar. Runs are saved in `{manager.root}/`.")
+
+if job is not None:
+    st.session_state["live_was_active"] = active
+    st.fragment(run_every=LIVE_REFRESH_S if active else None)(_live)(job.id)
+else:
+    finished = [r for r in all_runs() if r.state == "finished"]
+    if finished:
+        st.info("Press **Start** to train. Below: the most recent finished run, "
+                f"`{finished[0].run_id}`.")
+        _render(_view_of_run(reload_run(finished[0])))
+    else:
+        st.info("Press **Start** to train the configuration on the left: on digits, 30 epochs take "
+                "about ten seconds on a laptop CPU.")

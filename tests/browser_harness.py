@@ -1,0 +1,361 @@
+"""Drive the real app: a Streamlit server on a free port and Debian's chromium through Playwright.
+
+Shared by ``tests/test_browser.py`` and ``bench/`` (which puts ``tests/`` on ``sys.path``)::
+
+    with AppServer(models_dir=tmp) as server, browser_page() as page:
+        page.goto(server.url + "/?epochs=8")
+        wait_for_app(page)
+        click_button(page, "Start")
+        wait_for_loss_points(page, 1)
+
+Never ``playwright install``: the browser is Debian's ``/usr/bin/chromium`` (``./run.sh setup``
+installs it), launched with the flags of ``shared/tools/screenshot.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("HCL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MISSING_CHROMIUM = (f"{CHROMIUM} is missing: the browser tests and benchmarks drive Debian's chromium "
+                    "through Playwright. Run ./run.sh setup (it runs apt-get install chromium); "
+                    "never `playwright install`.")
+
+#: What Streamlit draws for an uncaught exception in a page.
+EXCEPTION_SELECTOR = '[data-testid="stException"], .stException'
+
+# JavaScript run in the page: the visible Plotly chart titled ``title`` and how many points it
+# draws. Streamlit keeps stale copies of re-rendered charts in the DOM (hidden, zero size), so
+# only charts with a non-zero box count; titles are compared without the <b> tags Streamlit adds.
+# ``points`` sums each trace's computed length (``_fullData[i]._length``: what plotly.js drew,
+# after decoding the typed arrays Streamlit sends); ``paths`` counts the SVG line paths with a
+# non-empty ``d`` (the pixels a person sees); ``last_x`` is the largest x of the first trace.
+_CHART_JS = """
+(title) => {
+  const out = {found: false, points: 0, paths: 0, charts: 0, last_x: null};
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const box = gd.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    out.charts += 1;
+    const t = gd.layout && gd.layout.title;
+    const text = (typeof t === 'string' ? t : (t && t.text) || '').replace(/<[^>]*>/g, '').trim();
+    if (text !== title) continue;
+    out.found = true;
+    const traces = gd._fullData || [];
+    for (const tr of traces) out.points += tr._length || 0;
+    const cd = gd.calcdata && gd.calcdata[0];
+    if (cd && cd.length) out.last_x = cd[cd.length - 1].x;
+    for (const p of gd.querySelectorAll('.scatterlayer path.js-line')) {
+      const d = p.getAttribute('d');
+      if (d && d.length > 1) out.paths += 1;
+    }
+    break;
+  }
+  return out;
+}
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# the server
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """``streamlit run app.py`` on a free port, headless, without the file watcher.
+
+    ``models_dir`` becomes ``HCL_MODELS_DIR`` (a fresh temp folder when None, removed on exit);
+    ``env`` adds variables; ``live_refresh_s`` overrides ``ui.LIVE_REFRESH_S`` (the Train page's
+    refresh interval while a run is live) for benchmarks of alternatives; ``app_dir`` serves
+    another checkout (e.g. a patched copy) instead of this one. Use as a context manager: ``__enter__`` waits until
+    ``/_stcore/health`` answers, ``__exit__`` ends the server and every process it started
+    (its process group: the training workers are started in their own sessions, so they are
+    found through ``/proc`` and ended one by one).
+    """
+
+    def __init__(self, models_dir: str | os.PathLike | None = None, *, env: dict[str, str] | None = None,
+                 startup_timeout: float = 60.0, python: str = sys.executable,
+                 live_refresh_s: float | None = None, app_dir: str | os.PathLike = ROOT):
+        self._tmp = None if models_dir is not None else tempfile.TemporaryDirectory(prefix="hcl-models-")
+        self.models_dir = Path(models_dir if models_dir is not None else self._tmp.name)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_env = dict(env or {})
+        self.startup_timeout = startup_timeout
+        self.python = python
+        self.live_refresh_s = live_refresh_s
+        self.app_dir = Path(app_dir)
+        self.proc: subprocess.Popen | None = None
+        self._log = tempfile.TemporaryFile(prefix="hcl-streamlit-")  # noqa: SIM115 (closed in __exit__)
+
+    def start(self) -> AppServer:
+        env = dict(os.environ)
+        env.update(HCL_MODELS_DIR=str(self.models_dir), PYTHONUNBUFFERED="1", **self.extra_env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.app_dir), env.get("PYTHONPATH")]))
+        launcher = ["-m", "streamlit"]
+        if self.live_refresh_s is not None:  # import ui first and patch it; pages read it at each run
+            env["HCL_LIVE_REFRESH_S"] = str(self.live_refresh_s)
+            launcher = ["-c", "import os, sys, ui; ui.LIVE_REFRESH_S = float(os.environ['HCL_LIVE_REFRESH_S']); "
+                              "from streamlit.web.cli import main; sys.argv[0] = 'streamlit'; sys.exit(main())"]
+        cmd = [self.python, *launcher, "run", str(self.app_dir / "app.py"),
+               "--server.headless", "true", "--server.fileWatcherType", "none",
+               "--server.port", str(self.port), "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false"]
+        self.proc = subprocess.Popen(cmd, cwd=str(self.app_dir), env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with code {self.proc.returncode}:\n{self.log()}")
+            if self.healthy():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"streamlit did not answer {self.url}/_stcore/health within "
+                           f"{self.startup_timeout:.0f} s:\n{self.log()}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/_stcore/health", timeout=1.0) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def log(self, tail: int = 4000) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-tail:]
+
+    def descendants(self) -> list[int]:
+        """Pids of every live process started by the server (training workers included)."""
+        if self.proc is None:
+            return []
+        return _descendants(self.proc.pid)
+
+    def workers(self) -> list[int]:
+        """Pids of the server's training worker processes (``python -m hcl_core.worker``)."""
+        return [pid for pid in self.descendants() if "hcl_core.worker" in _cmdline(pid)]
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        children = self.descendants()
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5.0)
+        for pid in children:  # workers live in their own sessions: end them one by one, by pid
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc = None
+
+    def __enter__(self) -> AppServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+        self._log.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The high-water mark of ``pid``'s resident memory (VmHWM), in MiB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def wait_until_idle(pids: list[int], *, quiet_s: float = 1.0, timeout: float = 60.0) -> bool:
+    """Wait until none of ``pids`` used more than 5 % of a core for ``quiet_s`` (e.g. a warm worker ready)."""
+    deadline = time.monotonic() + timeout
+    last = sum(cpu_seconds(p) for p in pids)
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = sum(cpu_seconds(p) for p in pids)
+        if now - last > 0.01:
+            quiet_since = time.monotonic()
+        last = now
+        if time.monotonic() - quiet_since >= quiet_s:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# the browser
+# --------------------------------------------------------------------------------------------
+
+
+def chromium_available() -> bool:
+    return os.access(CHROMIUM, os.X_OK)
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
+    """A Playwright page in Debian's headless chromium; everything is closed on exit."""
+    if not chromium_available():
+        raise RuntimeError(MISSING_CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_for_app(page: Any, timeout_s: float = 60.0) -> None:
+    """Wait until the page's script has run: a heading is in the main area and Streamlit has been
+    idle (no "running" indicator) for half a second."""
+    page.wait_for_selector('[data-testid="stMain"] [data-testid="stHeading"]', timeout=timeout_s * 1000)
+    page.wait_for_function(
+        """() => {
+            const running = document.querySelector('[data-testid="stStatusWidget"] '
+                + '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidget"] svg')
+                && /Running/i.test(document.querySelector('[data-testid="stStatusWidget"]').innerText);
+            const now = performance.now();
+            if (running || window.__hclIdleSince === undefined) window.__hclIdleSince = now;
+            return now - window.__hclIdleSince > 500;
+        }""",
+        timeout=timeout_s * 1000, polling=100,
+    )
+
+
+def button(page: Any, label: str) -> Any:
+    """The app's button (main area or sidebar) whose text contains ``label`` ("Start" for "▶ Start").
+
+    Streamlit's own toolbar has a "Stop" button too (it interrupts a script run, and shows
+    while one is running): it is never matched.
+    """
+    scope = '[data-testid="stMain"], [data-testid="stSidebar"]'
+    return page.locator(scope).locator('[data-testid^="stBaseButton"]', has_text=label).first
+
+
+def click_button(page: Any, label: str, timeout_s: float = 30.0) -> None:
+    b = wait_enabled(page, label, timeout_s)
+    b.click()
+
+
+def wait_enabled(page: Any, label: str, timeout_s: float = 30.0) -> Any:
+    """The button ``label`` once it is visible and enabled (re-rendered buttons are found again)."""
+    from playwright.sync_api import expect
+
+    b = button(page, label)
+    expect(b).to_be_enabled(timeout=timeout_s * 1000)
+    return b
+
+
+def chart_points(page: Any, title: str = "Training loss") -> dict[str, Any]:
+    """``{"found", "points", "paths", "charts"}`` of the Plotly chart titled ``title``."""
+    return page.evaluate(_CHART_JS, title)
+
+
+def wait_for_loss_points(page: Any, at_least: int = 1, *, title: str = "Training loss",
+                         timeout_s: float = 30.0) -> dict[str, Any]:
+    """Poll (every frame) until the chart ``title`` draws ``at_least`` points on a visible line."""
+    handle = page.wait_for_function(
+        f"(n) => {{ const r = ({_CHART_JS})({title!r}); return r.points >= n && r.paths > 0 ? r : null; }}",
+        arg=at_least, timeout=timeout_s * 1000, polling="raf",
+    )
+    return handle.json_value()
+
+
+def start_and_time_first_point(page: Any, *, title: str = "Training loss", timeout_s: float = 60.0
+                               ) -> tuple[float, dict[str, Any]]:
+    """Click Start; seconds from the click until the new run's first loss point is drawn.
+
+    A page that shows a finished run already has a loss curve, so the first point of the *new*
+    run is the first point drawn after the chart was seen empty (the new job, not started yet).
+    """
+    start = wait_enabled(page, "Start", timeout_s)
+    page.evaluate("() => { window.__hclSeenEmpty = false; }")
+    t0 = time.perf_counter()
+    start.click()
+    handle = page.wait_for_function(
+        f"""() => {{
+            const r = ({_CHART_JS})({title!r});
+            if (!window.__hclSeenEmpty) {{
+                if (r.points === 0) window.__hclSeenEmpty = true;
+                return null;
+            }}
+            return r.points >= 1 && r.paths > 0 ? r : null;
+        }}""",
+        timeout=timeout_s * 1000, polling="raf",
+    )
+    return time.perf_counter() - t0, handle.json_value()
+
+
+def exceptions_on_page(page: Any) -> list[str]:
+    """Texts of Streamlit exception boxes (and any visible "Traceback") on the page."""
+    texts = [e.inner_text()[:2000] for e in page.query_selector_all(EXCEPTION_SELECTOR)]
+    body = page.inner_text("body")
+    if "Traceback (most recent call last)" in body and not texts:
+        texts.append(body[body.index("Traceback"):][:2000])
+    return texts

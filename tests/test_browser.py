@@ -1,0 +1,121 @@
+"""The real app in Debian's chromium (Playwright): train, watch it live, stop, open every page.
+
+Needs ``/usr/bin/chromium`` (``./run.sh setup`` installs it; CI has it), so a missing browser is
+a failure with that instruction, not a skip. The server, the browser and the helpers live in
+``tests/browser_harness.py``, shared with the benchmarks in ``bench/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from browser_harness import (
+    EXCEPTION_SELECTOR,
+    MISSING_CHROMIUM,
+    AppServer,
+    browser_page,
+    button,
+    chart_points,
+    chromium_available,
+    click_button,
+    exceptions_on_page,
+    wait_enabled,
+    wait_for_app,
+    wait_for_loss_points,
+)
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
+
+#: A digits run long enough that even a fast machine is still training when Stop is pressed
+#: (50 epochs of 44 steps); it is stopped after a few seconds.
+RUN_QUERY = "?epochs=50&batch_size=32&snapshot_every=10"
+PAGES = {"": "Hardness Explorer", "embeddings": "Embeddings", "negatives": "Negatives",
+         "compare": "Compare", "theory": "Theory"}
+
+
+def _progress_text(page) -> str:
+    bar = page.locator('[data-testid="stProgress"]').first
+    bar.wait_for(state="visible", timeout=30_000)
+    return bar.inner_text()
+
+
+def _assert_no_exception(page, where: str) -> None:
+    errors = exceptions_on_page(page)
+    assert not errors, f"{where}: Streamlit shows an exception:\n" + "\n---\n".join(errors)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    if not chromium_available():
+        pytest.fail(MISSING_CHROMIUM, pytrace=False)
+    models = tmp_path_factory.mktemp("models")
+    with AppServer(models_dir=models) as server, browser_page() as page:
+        yield server, page
+
+
+def test_train_live_stop_and_every_page(app):
+    server, page = app
+    page.goto(server.url + "/" + RUN_QUERY, wait_until="load")
+    wait_for_app(page)
+    _assert_no_exception(page, "Train page")
+    # The link's parameters filled the controls.
+    expect(page.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("50", timeout=10_000)
+
+    click_button(page, "Start")
+    # Live: the progress bar runs and the loss curve gains points between refreshes.
+    first = wait_for_loss_points(page, 1, timeout_s=60)
+    assert first["found"] and first["paths"] > 0
+    later = wait_for_loss_points(page, first["points"] + 1, timeout_s=30)
+    assert later["points"] > first["points"]
+    text = _progress_text(page)
+    assert text.startswith("Running: epoch"), text
+    assert "step" in text
+
+    click_button(page, "Stop", timeout_s=10)
+    # The stopped state: a warning saying so, the progress line says Stopped, Start is back.
+    page.get_by_text("stopped by the user").first.wait_for(timeout=15_000)
+    assert _progress_text(page).startswith("Stopped"), _progress_text(page)
+    try:
+        wait_enabled(page, "Start", timeout_s=10)
+        expect(button(page, "Stop")).to_be_disabled(timeout=5_000)
+    except AssertionError as e:
+        raise AssertionError(
+            "after Stop the run is stopped but Start stays disabled and Stop enabled: pages/train.py "
+            "draws the buttons before it handles the click (fix: st.rerun() after job.stop())"
+        ) from e
+    _assert_no_exception(page, "Train page after Stop")
+    stopped_points = chart_points(page)["points"]
+    time.sleep(1.5)  # no more refreshes: the curve stays as it was
+    assert chart_points(page)["points"] == stopped_points
+
+    runs = [p for p in server.models_dir.iterdir() if (p / "status.json").exists()]
+    assert len(runs) == 1, runs
+    status = json.loads((runs[0] / "status.json").read_text())
+    assert status["state"] == "stopped", status
+
+    for path, title in PAGES.items():
+        page.goto(f"{server.url}/{path}", wait_until="load")
+        wait_for_app(page)
+        page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+        time.sleep(1.0)  # late elements (fragments, toasts) have time to appear
+        _assert_no_exception(page, f"page /{path}")
+
+    # The sidebar navigates too (without a reload).
+    page.locator('[data-testid="stSidebarNavLink"]', has_text="Compare").first.click()
+    page.get_by_role("heading", name="Compare").first.wait_for(timeout=30_000)
+    _assert_no_exception(page, "Compare via the sidebar")
+
+
+def test_the_exception_check_sees_a_failing_page(app, tmp_path):
+    """The check above is not vacuous: a page that raises is reported, with its message."""
+    _, page = app
+    (tmp_path / "app.py").write_text('import streamlit as st\nst.title("boom")\nraise ValueError("deliberate")\n')
+    with AppServer(models_dir=tmp_path, app_dir=tmp_path) as failing:
+        page.goto(failing.url, wait_until="load")
+        wait_for_app(page)
+        page.locator(EXCEPTION_SELECTOR).first.wait_for(timeout=15_000)
+        errors = exceptions_on_page(page)
+    assert errors and "ValueError: deliberate" in errors[0]

@@ -1,0 +1,124 @@
+"""The Compare page through Streamlit's AppTest, on real tiny runs (see page_runs.py)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import pytest
+from page_runs import clear_caches, copy_runs
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from hcl_core.store import load_run
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict[str, Path]:
+    """A models folder holding the three tiny runs (SimCLR, HCL β=1, H-SCL β=1, seed 0)."""
+    return copy_runs(tmp_path_factory.mktemp("cmp_models"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    clear_caches()
+    yield
+    clear_caches()
+
+
+@pytest.fixture
+def models(store, monkeypatch) -> dict[str, Path]:
+    monkeypatch.setenv("HCL_MODELS_DIR", str(next(iter(store.values())).parent))
+    return store
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """File name -> bytes of every file the page hands to a download button."""
+    files: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename is not None and isinstance(path_or_data, bytes):
+            files[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return files
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_empty_store_shows_a_helpful_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("HCL_MODELS_DIR", str(tmp_path))
+    at = run_page()
+    assert "No runs yet" in at.info[0].value and "python -m hcl_core train" in at.info[0].value
+    assert not at.get("plotly_chart") and not at.dataframe
+
+
+def test_default_runs_curves_table_embeddings(models):
+    at = run_page()
+    assert set(at.multiselect(key="cmp_runs").value) == {str(p) for p in models.values()}  # 3 newest finished
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["H-SCL β=1", "HCL β=1", "UCL / SimCLR", "raw pixels (digits)",
+                                  "random-init encoder (digits)"]
+    figs = charts(at)
+    titles = [f["layout"]["title"]["text"] for f in figs[:-1]]
+    assert titles == ["Training loss", "linear probe (all labels)", "few-shot probe (10 labels/class)",
+                      "kNN (k=200)", "alignment (lower = positives closer)", "uniformity (lower = more spread)"]
+    loss_names = [t["name"] for t in figs[0]["data"] if t.get("showlegend") is not False]
+    assert loss_names == ["H-SCL β=1", "HCL β=1", "UCL / SimCLR"]
+    linear = figs[1]
+    assert [len(t["x"]) for t in linear["data"]] == [2, 2, 2]  # epochs 0 and 2
+    assert any("raw pixels" in a["text"] for a in linear["layout"]["annotations"])
+    panels = [a["text"] for a in figs[-1]["layout"]["annotations"]]
+    assert panels == ["H-SCL β=1 · epoch 2", "HCL β=1 · epoch 2", "UCL / SimCLR · epoch 2"]
+    assert len({t["legendgroup"] for t in figs[-1]["data"]}) == 10  # one legend entry per digit class
+    assert "camera icon" in "\n".join(c.value for c in at.caption)
+    assert "Sweep" in "\n".join(e.value for e in (*at.subheader, *at.info))  # the Sweeps tab rendered
+
+
+def test_csv_download_holds_the_table(models, downloads):
+    at = run_page()
+    at.multiselect(key="cmp_runs").set_value([str(models["info_nce"]), str(models["hcl"])]).run()
+    assert not at.exception
+    rows = list(csv.DictReader(io.StringIO(downloads["comparison.csv"].decode())))
+    assert [r["run"] for r in rows] == ["UCL / SimCLR", "HCL β=1", "raw pixels (digits)",
+                                        "random-init encoder (digits)"]
+    summary = load_run(models["hcl"]).summary
+    hcl = rows[1]
+    assert hcl["loss"] == "hcl" and hcl["β"] == "1.0" and hcl["run id"] == models["hcl"].name
+    assert float(hcl["linear probe"]) == pytest.approx(summary["linear_probe_acc"])
+    assert float(hcl["same-class mass"]) == pytest.approx(summary["same_class_mass"])
+    raw = rows[2]
+    assert float(raw["kNN"]) == pytest.approx(summary["baseline"]["raw"]["knn_acc"]) and raw["loss"] == ""
+    assert float(rows[3]["few-shot probe"]) == pytest.approx(summary["baseline"]["random_init"]["few_shot_probe_acc"])
+    assert len(at.dataframe[0].value) == 4
+    html_button = [b for b in at.get("download_button") if b.proto.label.endswith("(HTML)")]
+    assert html_button and html_button[0].proto.deferred_file_id  # built only when clicked
+
+
+def test_no_selection_and_missing_sweep_view(models, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ui.sweep_view" else real_find_spec(name, *a))
+    at = run_page()
+    at.multiselect(key="cmp_runs").set_value([]).run()
+    assert not at.exception
+    infos = [i.value for i in at.info]
+    assert any("Pick one or more runs" in i for i in infos)
+    assert any("sweep view is not installed" in i for i in infos)
+    assert not at.get("plotly_chart")

@@ -1,0 +1,121 @@
+"""The Theory page through Streamlit's AppTest, on a real tiny run (and on an empty store)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from hcl_core.config import RunConfig
+from hcl_core.store import atomic_save_npz
+from hcl_core.train import train
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "theory.py")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A real H-SCL run: 2 epochs, snapshots at epochs 0, 1 and 2."""
+    root = tmp_path_factory.mktemp("theory_runs")
+    return train(RunConfig(loss="hard_supcon", beta=1.0, epochs=2, snapshot_every=1), root=root).run_dir
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches(monkeypatch):
+    """Caches leak between AppTests (shared/docs/MEASURED.md); AppTest also replaces ``__main__``
+    for good, which would break any later multiprocessing "spawn" in this pytest process."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("HCL_MODELS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def chart(at: AppTest, key: str) -> dict:
+    for c in at.get("plotly_chart"):
+        if c.proto.id and key in c.proto.id:
+            return json.loads(c.proto.spec)
+    raise AssertionError(f"no chart with key {key}")
+
+
+def values(v) -> list:
+    """A plotly array from a chart spec: a plain list, or plotly's typed array ``{"dtype", "bdata"}``."""
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
+    return list(v)
+
+
+def test_empty_store_explains_what_to_do(models):
+    at = run_page()
+    assert "No runs with snapshots yet" in at.info[0].value
+    assert "python -m hcl_core train" in texts(at)
+    assert "H-SCL ≤ H-UCL" in texts(at)  # the claim is explained even without a run
+    assert not at.get("plotly_chart")
+
+
+def test_a_real_run_shows_the_bound_its_reading_and_the_margin_over_training(models, trained):
+    shutil.copytree(trained, models / "run")
+    at = run_page()
+    assert [m.label for m in at.metric] == ["β values where H-SCL ≤ H-UCL", "Verdict changes at", "UCL loss (no β)"]
+    assert at.metric[0].value.endswith("of 11")
+    bound = chart(at, "theory_bound")
+    assert [t["name"] for t in bound["data"][:3]] == ["H-SCL (hard supervised)", "H-UCL (hard unsupervised)",
+                                                      "UCL (InfoNCE), no β"]
+    assert values(bound["data"][0]["x"])[-1] == 10.0
+    gap = chart(at, "theory_gap")
+    assert [t["name"] for t in gap["data"]] == ["epoch 0", "epoch 1", "epoch 2"]
+    body = texts(at)
+    assert "With τ = 0.5, 256 samples of 10 classes and 510 negatives per anchor" in body
+    assert "Why: H-UCL counts same-class views as negatives" in body
+
+
+def test_controls_epoch_range_negatives_and_all_runs(models, trained):
+    shutil.copytree(trained, models / "run")
+    at = run_page()
+    at.select_slider(key="theory_epoch").set_value(0).run()
+    assert not at.exception
+    assert "epoch 0" in chart(at, "theory_bound")["layout"]["title"]["text"]
+    at.select_slider(key="theory_beta_max").set_value(4.0).run()
+    assert values(chart(at, "theory_bound")["data"][0]["x"])[-1] == 4.0
+    at.toggle(key="theory_show_negatives").set_value(True).run()
+    assert not at.exception
+    assert [t["name"] for t in chart(at, "theory_negatives")["data"]] == ["H-UCL − H-SCL"]
+    at.toggle(key="theory_all_runs").set_value(True).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 1 and list(table.columns)[:3] == ["run", "epoch", "β=0"]
+
+
+def test_a_snapshot_without_projections_gives_a_message_not_a_crash(models, trained):
+    run = Path(shutil.copytree(trained, models / "run"))
+    snap = run / "snapshots" / "epoch_0002.npz"
+    with np.load(snap) as z:
+        kept = {k: z[k] for k in ("features", "labels")}
+    atomic_save_npz(snap, kept)
+    at = run_page()
+    assert any("cannot be used" in e.value for e in at.error)
