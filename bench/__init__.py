@@ -1,0 +1,1 @@
+"""Benchmarks of Hardness Explorer: ``python -m bench [--quick]`` (see BENCHMARKS.md)."""
