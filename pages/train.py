@@ -47,6 +47,21 @@ def _set_controls(config: RunConfig) -> None:
         LEARNING_RATES.sort()
 
 
+def _keep_hidden_values() -> None:
+    """Keep the values of controls the chosen loss hides.
+
+    Streamlit forgets a widget's value when a run does not draw it: after switching from HCL
+    to H-SCL, the hidden τ⁺ would be gone and the configuration incomplete (Start disabled).
+    The last drawn values are kept aside and put back before the controls are drawn.
+    """
+    saved = st.session_state.setdefault("cfg_saved", {})
+    for name in FIELDS:
+        if KEY + name in st.session_state:
+            saved[name] = st.session_state[KEY + name]
+        elif name in saved:
+            st.session_state[KEY + name] = saved[name]
+
+
 def _help(name: str) -> str:
     spec = FIELDS[name]
     return f"{spec.help} Allowed: {spec.describe_range()}."
@@ -54,6 +69,7 @@ def _help(name: str) -> str:
 
 def _controls() -> tuple[RunConfig | None, str | None]:
     """The sidebar; returns the config, or None and the message of the field that is wrong."""
+    _keep_hidden_values()
     sb = st.sidebar
     sb.header("Run configuration")
     dataset = sb.selectbox("Data set", list(DATASET_LABELS), format_func=DATASET_LABELS.get,

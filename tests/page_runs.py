@@ -9,11 +9,13 @@ two-view batch is 100 samples: 200 anchors, 198 candidate negatives each). About
 from __future__ import annotations
 
 import atexit
+import base64
 import functools
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 import torch
 
@@ -45,3 +47,10 @@ def copy_runs(dest: Path, losses=LOSSES) -> dict[str, Path]:
 def clear_caches() -> None:
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+def values(v) -> list:
+    """A plotly array from a chart spec: a plain list, or plotly's typed array ``{"dtype", "bdata"}``."""
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
+    return list(v)

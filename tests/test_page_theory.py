@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from page_runs import values
 from streamlit.testing.v1 import AppTest
 
 from hcl_core.config import RunConfig
@@ -61,13 +61,6 @@ def chart(at: AppTest, key: str) -> dict:
         if c.proto.id and key in c.proto.id:
             return json.loads(c.proto.spec)
     raise AssertionError(f"no chart with key {key}")
-
-
-def values(v) -> list:
-    """A plotly array from a chart spec: a plain list, or plotly's typed array ``{"dtype", "bdata"}``."""
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
-    return list(v)
 
 
 def test_empty_store_explains_what_to_do(models):

@@ -1,0 +1,194 @@
+"""The Train page through Streamlit's AppTest: the widgets configure and start a real training run.
+
+The page's own job manager (``ui.job_manager``, one per process in ``st.cache_resource``) starts
+real worker processes on digits; ``run_every`` fragments do not fire by themselves in AppTest
+(MEASURED.md), so each test calls ``at.run()`` when it wants the page redrawn.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from page_runs import values
+from streamlit.testing.v1 import AppTest
+
+import ui
+from hcl_core.config import RunConfig
+from hcl_core.store import list_runs
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "train.py")
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("HCL_MODELS_DIR", str(tmp_path))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield tmp_path
+    ui.job_manager().shutdown()
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def open_page(query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params.update(query or {})
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if label in b.label)
+
+
+def labels(at: AppTest, kind: str) -> list[str]:
+    return [w.label for w in getattr(at.sidebar, kind)]
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "warning", "error", "success")
+                     for e in getattr(at, kind))
+
+
+def loss_curve(at: AppTest) -> dict:
+    chart = next(c for c in at.get("plotly_chart") if "loss" in json.loads(c.proto.spec)["layout"]["yaxis"]
+                 ["title"]["text"].lower())
+    return json.loads(chart.proto.spec)
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_controls_follow_the_loss_and_its_formula(models):
+    at = open_page()
+    assert at.sidebar.selectbox(key="cfg_loss").value == "hcl"
+    assert {"Hardness β", "Temperature τ", "Class prior τ⁺"} <= set(labels(at, "slider"))
+    assert r"\beta" in at.latex[0].value and "N_g" in at.latex[0].value
+    assert "No runs" not in texts(at) and "Press **Start**" in texts(at)
+
+    at.sidebar.selectbox(key="cfg_loss").set_value("info_nce").run()
+    assert "Hardness β" not in labels(at, "slider") and "Class prior τ⁺" not in labels(at, "slider")
+    assert any("does not use β or τ⁺" in c.value for c in at.sidebar.caption)
+    assert r"\beta" not in at.latex[0].value
+    assert at.query_params["loss"] == "info_nce", "the URL must hold the configuration"
+
+    at.sidebar.selectbox(key="cfg_loss").set_value("hard_supcon").run()
+    assert "Hardness β" in labels(at, "slider") and "Class prior τ⁺" not in labels(at, "slider")
+    assert "y_k" in at.latex[0].value  # negatives are only other-class views
+
+
+def test_a_link_fills_the_controls_and_reset_restores_the_defaults(models):
+    at = open_page({"loss": "supcon", "tau": "0.2", "epochs": "7", "seed": "3"})
+    assert at.sidebar.selectbox(key="cfg_loss").value == "supcon"
+    assert at.sidebar.slider(key="cfg_tau").value == pytest.approx(0.2)
+    assert at.sidebar.number_input(key="cfg_epochs").value == 7
+    assert not at.warning
+    button(at, "Reset").click().run()
+    assert not at.exception, at.exception
+    default = RunConfig()
+    assert at.sidebar.selectbox(key="cfg_loss").value == default.loss
+    assert at.sidebar.number_input(key="cfg_epochs").value == default.epochs
+    assert "loss" not in at.query_params
+
+
+def test_start_trains_in_the_background_then_the_page_shows_the_finished_run(models):
+    # The run is tiny through the link (200 training samples); the widgets set the rest.
+    at = open_page({"max_train": "200", "eval_size": "100", "threads": "1"})
+    at.sidebar.selectbox(key="cfg_loss").set_value("hard_supcon").run()
+    at.sidebar.slider(key="cfg_beta").set_value(2.0).run()
+    at.sidebar.number_input(key="cfg_epochs").set_value(4).run()
+    at.sidebar.number_input(key="cfg_snapshot_every").set_value(2).run()
+    assert not at.exception, at.exception
+
+    button(at, "Start").click().run()
+    assert not at.exception, at.exception
+    # Straight after the click: Start is disabled, Stop enabled, the progress bar is there.
+    assert button(at, "Start").disabled and not button(at, "Stop").disabled
+    assert at.get("progress"), "a progress bar while the job starts"
+    job = ui.job_manager().latest()
+    assert job is not None and job.snapshot().config.loss == "hard_supcon"
+    assert job.snapshot().config.beta == 2.0 and job.snapshot().config.epochs == 4
+    assert job.wait(120), "the tiny run did not finish"
+    at.run()
+    assert not at.exception, at.exception
+    state = job.snapshot()
+    assert state.state == "finished", state.message
+    assert "Finished in" in texts(at)
+    assert not button(at, "Start").disabled and button(at, "Stop").disabled
+    # The loss curve holds every step; the probe chart the evaluations at epochs 0, 2 and 4.
+    xs = values(loss_curve(at)["data"][0]["x"])
+    assert len(xs) == state.total_steps == 4 * (200 // 200) and xs[-1] == state.total_steps
+    metrics = [m.label for m in at.metric]
+    assert any("Few-shot probe (epoch 4)" in label for label in metrics), metrics
+    assert [e["epoch"] for e in state.evals] == [0, 2, 4]
+    runs, _ = list_runs(models)
+    assert len(runs) == 1 and runs[0].state == "finished" and runs[0].config.beta == 2.0
+
+    # A new session (a reload, another tab) re-attaches to the same job and shows it.
+    other = open_page()
+    assert "Finished in" in texts(other)
+
+
+def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
+    at = open_page({"max_train": "200", "eval_size": "100", "threads": "1", "batch_size": "16",
+                    "epochs": "1000", "snapshot_every": "1000"})
+    button(at, "Start").click().run()
+    job = ui.job_manager().latest()
+    wait_for(lambda: job.snapshot().step > 0)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.get("progress")[0].proto.text.startswith("Running: epoch")
+
+    t0 = time.perf_counter()
+    button(at, "Stop").click().run()
+    assert time.perf_counter() - t0 < 5.0  # the stop itself is bounded by 1 s (test_faults measures it)
+    assert not at.exception, at.exception
+    assert job.snapshot().state == "stopped"
+    assert not button(at, "Start").disabled and button(at, "Stop").disabled
+    assert any("stopped by the user" in w.value for w in at.warning)
+    runs, _ = list_runs(models)
+    assert [r.state for r in runs] == ["stopped"]
+
+
+def test_too_many_runs_are_refused_with_a_message(models, monkeypatch):
+    monkeypatch.setenv("HCL_MAX_JOBS", "1")
+    st.cache_resource.clear()
+    at = open_page({"max_train": "200", "eval_size": "100", "threads": "1", "epochs": "1000"})
+    ui.job_manager().start(RunConfig(epochs=1000, max_train=200, eval_size=100, threads=1))
+    # This session still shows Start enabled (it rendered before the other start): its click is refused.
+    button(at, "Start").click().run()
+    assert not at.exception, at.exception
+    assert any("already training" in e.value and "limit is 1" in e.value for e in at.error)
+    assert len(ui.job_manager().jobs()) == 1
+
+
+def test_a_data_set_without_its_folder_says_what_to_do(models, tmp_path):
+    at = open_page()
+    at.sidebar.selectbox(key="cfg_dataset").set_value("mnist").run()
+    assert any("data_root" in e.value and "local files" in e.value for e in at.sidebar.error)
+    assert button(at, "Start").disabled, "an incomplete configuration cannot start"
+
+    missing = tmp_path / "no-such-folder"
+    at.sidebar.text_input(key="cfg_data_root").input(str(missing)).run()
+    at.sidebar.selectbox(key="cfg_encoder").set_value("cnn").run()
+    assert not at.sidebar.error and not button(at, "Start").disabled
+    button(at, "Start").click().run()
+    job = ui.job_manager().latest()
+    assert job.wait(60)
+    at.run()
+    assert not at.exception, at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "The run failed" in errors and "MNIST" in errors and str(missing) in errors, errors
+    assert "download" in errors, "the message says that nothing is downloaded"
+    assert not button(at, "Start").disabled
+    assert list_runs(models)[0] == [], "a run that could not load its data leaves no run folder"
