@@ -601,7 +601,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
     over raw bytes included (attacker-chosen pointers, a crash or worse on first use). Instead
     the allowed globals record inert descriptions, and :func:`_build_arrays` turns those into
     fresh numeric arrays copied from the file's bytes. ``_codecs.encode`` (how Python 3 writes
-    bytes at protocol 2) and an argument-less ``bytes()`` are the only other globals; dicts, lists, strings and numbers need none.
+    bytes at protocol 2) and an argument-less ``bytes()`` are the only other globals; dicts,
+    lists, strings and numbers need none.
     """
 
     _GLOBALS: dict[tuple[str, str], Any] = {

@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -9,7 +10,15 @@ import numpy as np
 import pytest
 
 from hcl_core.config import RunConfig
-from hcl_core.store import RunFileError, RunWriter, atomic_write_bytes, find_run, list_runs, load_run
+from hcl_core.store import (
+    RunFileError,
+    RunWriter,
+    atomic_write_bytes,
+    atomic_write_json,
+    find_run,
+    list_runs,
+    load_run,
+)
 
 
 def test_writer_and_reader_agree(tmp_path):
@@ -82,3 +91,10 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         atomic_write_bytes(target, object())  # type: ignore[arg-type]
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_run_files_get_the_usual_mode_not_the_temp_files_private_one(tmp_path):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    atomic_write_json(tmp_path / "status.json", {"state": "finished"})
+    assert stat.S_IMODE((tmp_path / "status.json").stat().st_mode) == 0o666 & ~mask
