@@ -9,10 +9,10 @@ import streamlit as st
 st.set_page_config(page_title="Hardness Explorer", page_icon="🧲", layout="wide")
 
 pages = [
-    st.Page("pages/train.py", title="Train", icon="🏋️", default=True),
-    st.Page("pages/embeddings.py", title="Embeddings", icon="🗺️"),
-    st.Page("pages/negatives.py", title="Negatives", icon="⚖️"),
-    st.Page("pages/compare.py", title="Compare", icon="📊"),
-    st.Page("pages/theory.py", title="Theory", icon="📐"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+    st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
+    st.Page("pages/negatives.py", title="Negatives", icon=":material/balance:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/theory.py", title="Theory", icon=":material/functions:"),
 ]
 st.navigation(pages).run()

@@ -7,7 +7,6 @@ file is unchanged), ``status.json`` (summary and baselines) and the last snapsho
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from hcl_core.plots.compare import (
     PROBE_METRICS,
     TableEntry,
     add_baselines,
+    default_comparison,
     embeddings_grid_figure,
     figures_html,
     legend_labels,
@@ -31,6 +31,8 @@ from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.project import pca_2d
 from hcl_core.store import Run, RunFileError, iter_events
 from ui import all_runs, load_snapshot, run_label
+from ui.run_files import render_run_files
+from ui.sweep_view import render_sweep_section
 
 DEFAULT_RUNS = 3
 MAX_RUNS = 8
@@ -74,16 +76,17 @@ def pca_of(run_path: str, epoch: int, mtime: float, _features: np.ndarray) -> np
 
 
 def pick_runs(runs: list[Run]) -> list[Run]:
-    """The multiselect; defaults to the most recent finished runs. Choices survive reruns (session state)."""
+    """The multiselect; defaults to one finished run per loss. Choices survive reruns (session state)."""
     by_path = {str(r.path): r for r in runs}
     if KEY not in st.session_state:
-        default = [str(r.path) for r in runs if r.state == "finished"][:DEFAULT_RUNS]
+        default = [str(r.path) for r in default_comparison(runs, DEFAULT_RUNS)]
         st.session_state[KEY] = st.session_state.get(SAVED, default)
     st.session_state[KEY] = [p for p in st.session_state[KEY] if p in by_path]  # forget deleted runs
     chosen = st.multiselect("Runs to compare", list(by_path), key=KEY, max_selections=MAX_RUNS,
                             format_func=lambda p: run_label(by_path[p]),
                             placeholder="Pick runs, e.g. SimCLR, HCL β=1 and H-SCL β=1 with the same seed",
-                            help="Newest first. Defaults to the most recent finished runs.")
+                            help="Newest first. Defaults to one finished run per loss (SimCLR, HCL, H-SCL first), "
+                                 "all of the newest run's data set and seed.")
     st.session_state[SAVED] = chosen
     return [by_path[p] for p in chosen]
 
@@ -189,22 +192,11 @@ def runs_section() -> None:
                    "positions. Click a class in the legend to hide it everywhere.")
 
 
-def sweeps_section() -> None:
-    """The sweep view (``ui/sweep_view.py``, written separately): shown once it exists."""
-    if importlib.util.find_spec("ui.sweep_view") is None:
-        st.info("The sweep view is not installed in this version of the app.")
-        return
-    try:
-        from ui.sweep_view import render_sweep_section
-    except Exception as e:  # a broken module must not take the Runs tab down with it
-        st.error(f"The sweep view could not be loaded: {type(e).__name__}: {e}")
-        return
-    render_sweep_section()
-
-
 st.title("Compare")
-runs_tab, sweeps_tab = st.tabs(["Runs", "Sweeps"])
+runs_tab, sweeps_tab, files_tab = st.tabs(["Runs", "Sweeps", "Run files"])
 with runs_tab:
     runs_section()
 with sweeps_tab:
-    sweeps_section()
+    render_sweep_section()
+with files_tab:
+    render_run_files()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from hcl_core.store import load_run
+from ui import run_files
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
 
@@ -71,21 +72,22 @@ def test_empty_store_shows_a_helpful_message(tmp_path, monkeypatch):
 
 def test_default_runs_curves_table_embeddings(models):
     at = run_page()
-    assert set(at.multiselect(key="cmp_runs").value) == {str(p) for p in models.values()}  # 3 newest finished
+    # One run per loss, the papers' trio in its order (not simply the three newest).
+    assert at.multiselect(key="cmp_runs").value == [str(models[k]) for k in ("info_nce", "hcl", "hard_supcon")]
     table = at.dataframe[0].value
-    assert list(table["run"]) == ["H-SCL β=1", "HCL β=1", "UCL / SimCLR", "raw pixels (digits)",
+    assert list(table["run"]) == ["UCL / SimCLR", "HCL β=1", "H-SCL β=1", "raw pixels (digits)",
                                   "random-init encoder (digits)"]
     figs = charts(at)
     titles = [f["layout"]["title"]["text"] for f in figs[:-1]]
     assert titles == ["Training loss", "linear probe (all labels)", "few-shot probe (10 labels/class)",
                       "kNN (k=200)", "alignment (lower = positives closer)", "uniformity (lower = more spread)"]
     loss_names = [t["name"] for t in figs[0]["data"] if t.get("showlegend") is not False]
-    assert loss_names == ["H-SCL β=1", "HCL β=1", "UCL / SimCLR"]
+    assert loss_names == ["UCL / SimCLR", "HCL β=1", "H-SCL β=1"]
     linear = figs[1]
     assert [len(t["x"]) for t in linear["data"]] == [2, 2, 2]  # epochs 0 and 2
     assert any("raw pixels" in a["text"] for a in linear["layout"]["annotations"])
     panels = [a["text"] for a in figs[-1]["layout"]["annotations"]]
-    assert panels == ["H-SCL β=1 · epoch 2", "HCL β=1 · epoch 2", "UCL / SimCLR · epoch 2"]
+    assert panels == ["UCL / SimCLR · epoch 2", "HCL β=1 · epoch 2", "H-SCL β=1 · epoch 2"]
     assert len({t["legendgroup"] for t in figs[-1]["data"]}) == 10  # one legend entry per digit class
     assert "camera icon" in "\n".join(c.value for c in at.caption)
     assert "Sweep" in "\n".join(e.value for e in (*at.subheader, *at.info))  # the Sweeps tab rendered
@@ -111,14 +113,44 @@ def test_csv_download_holds_the_table(models, downloads):
     assert html_button and html_button[0].proto.deferred_file_id  # built only when clicked
 
 
-def test_no_selection_and_missing_sweep_view(models, monkeypatch):
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "ui.sweep_view" else real_find_spec(name, *a))
+def test_no_selection(models):
     at = run_page()
     at.multiselect(key="cmp_runs").set_value([]).run()
     assert not at.exception
     infos = [i.value for i in at.info]
     assert any("Pick one or more runs" in i for i in infos)
-    assert any("sweep view is not installed" in i for i in infos)
     assert not at.get("plotly_chart")
+
+
+def test_run_files_download_a_bundle_that_imports_elsewhere(models, downloads, tmp_path, monkeypatch):
+    at = run_page()
+    at.selectbox(key="files_run").set_value(models["hcl"].name).run()
+    assert not at.exception, at.exception
+    button = next(b for b in at.get("download_button") if b.proto.label.endswith("(.zip)"))
+    assert button.proto.deferred_file_id, "the zip is built only when clicked"
+    data = run_files.bundle_bytes(models["hcl"])
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+    assert f"{models['hcl'].name}/config.json" in names and f"{models['hcl'].name}/snapshots/epoch_0002.npz" in names
+
+    # The bundle imports on another machine, through the page's uploader.
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("HCL_MODELS_DIR", str(elsewhere))
+    clear_caches()
+    at = run_page()
+    at.get("file_uploader")[0].set_value((f"{models['hcl'].name}.zip", data, "application/zip")).run()
+    assert not at.exception, at.exception
+    assert any("Imported as" in s.value for s in at.success), [s.value for s in at.success]
+    imported = load_run(elsewhere / models["hcl"].name)
+    assert imported.summary == load_run(models["hcl"]).summary
+    at.run()  # a rerun with the same upload does not import it a second time
+    assert [p.name for p in elsewhere.iterdir() if not p.name.startswith(".")] == [models["hcl"].name]
+
+
+def test_run_files_refuse_a_bad_bundle_with_a_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("HCL_MODELS_DIR", str(tmp_path))
+    at = run_page()
+    at.get("file_uploader")[0].set_value(("evil.zip", b"not a zip at all", "application/zip")).run()
+    assert not at.exception, at.exception
+    assert any("not imported" in e.value and "not a zip file" in e.value for e in at.error)
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]

@@ -89,3 +89,20 @@ def test_figures_html_is_self_contained():
     assert 'src="https://cdn.plot.ly' not in page and "<script src=" not in page  # no CDN loader
     assert page.count('class="plotly-graph-div"') == 2
     assert "<h2>two &lt;b&gt;</h2>" in page and "runs: a &amp; b" in page
+
+
+def test_default_comparison_takes_one_run_per_loss_of_one_data_set_and_seed():
+    from types import SimpleNamespace
+
+    def run(loss, seed=0, dataset="digits", state="finished", beta=1.0):
+        return SimpleNamespace(config=RunConfig(loss=loss, seed=seed, dataset=dataset, beta=beta), state=state)
+
+    newest_first = [run("hard_supcon", beta=4), run("hard_supcon"), run("hcl", seed=1), run("supcon"),
+                    run("hcl", state="stopped"), run("hcl"), run("info_nce"), run("info_nce", seed=1)]
+    picks = cmp.default_comparison(newest_first)
+    assert picks == [newest_first[6], newest_first[5], newest_first[0]]  # SimCLR, HCL, H-SCL of seed 0
+    # Fewer losses than wanted: topped up with the newest other finished runs.
+    only_hard = [run("hard_supcon", beta=4), run("hard_supcon"), run("hcl", seed=1)]
+    assert cmp.default_comparison(only_hard) == [only_hard[0], only_hard[1], only_hard[2]]
+    assert cmp.default_comparison([run("hcl", state="failed")]) == []
+    assert cmp.default_comparison(newest_first, n=2) == [newest_first[6], newest_first[5]]

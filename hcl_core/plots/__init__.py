@@ -35,16 +35,28 @@ def class_symbol(k: int) -> str:
     return CLASS_SYMBOLS[(k // len(CLASS_COLORS)) % len(CLASS_SYMBOLS)]
 
 
+#: A vertical legend to the right of the plot, from its top (classes, long lists of losses).
+RIGHT_LEGEND = dict(orientation="v", yref="paper", y=1.0, yanchor="top", x=1.01, xanchor="left")
+_TITLE_PX = 36  # the title's line, from the top of the figure, above the legend
+
+
 def styled(fig: go.Figure, *, title: str | None = None, x: str | None = None, y: str | None = None,
            height: int = 320, legend: bool = True) -> go.Figure:
-    """The common look: white background, labelled axes, compact margins, legend on top."""
+    """The common look: white background, labelled axes, compact margins, the legend under the title.
+
+    Title and legend are placed in pixels from the top of the figure (``yref="container"``), and
+    plotly grows the top margin to fit the legend: however many entries wrap onto new lines,
+    they never cover the title or the plot.
+    """
+    legend_top = (_TITLE_PX if title else 6) / height
     fig.update_layout(
         template="plotly_white",
-        title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
+        title=dict(text=title, x=0, xanchor="left", yref="container", y=1.0, yanchor="top", pad=dict(t=10),
+                   font=dict(size=15)) if title else None,
         height=height,
         margin=dict(l=55, r=15, t=45 if title else 15, b=45),
         showlegend=legend,
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        legend=dict(orientation="h", yref="container", yanchor="top", y=1.0 - legend_top, xanchor="left", x=0.0),
         font=dict(size=13),
         hoverlabel=dict(font_size=13),
     )

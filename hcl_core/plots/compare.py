@@ -20,13 +20,14 @@ from plotly.subplots import make_subplots
 
 from ..config import RunConfig
 from ..losses import LOSS_LABELS
-from . import LOSS_COLORS, MUTED, class_color, class_symbol, styled
+from . import LOSS_COLORS, MUTED, RIGHT_LEGEND, class_color, class_symbol, styled
 
 __all__ = [
     "FINAL_METRICS",
     "PROBE_METRICS",
     "TableEntry",
     "add_baselines",
+    "default_comparison",
     "embeddings_grid_figure",
     "figures_html",
     "legend_labels",
@@ -111,6 +112,28 @@ class TableEntry:
     state: str
     metrics: Mapping[str, Any]
     baseline: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The order in which a default comparison takes losses: the papers' headline trio first.
+DEFAULT_LOSS_ORDER = ("info_nce", "hcl", "hard_supcon", "supcon", "dcl", "h_ucl")
+
+
+def default_comparison(runs: Sequence[Any], n: int = 3) -> list[Any]:
+    """Up to ``n`` finished runs to compare when the user has chosen none (``runs`` newest first).
+
+    One run per loss, in :data:`DEFAULT_LOSS_ORDER` (SimCLR vs HCL vs H-SCL when they exist),
+    all of the newest finished run's data set and seed, so that the comparison is like for like;
+    topped up with the newest other finished runs when that gives fewer than ``n``.
+    """
+    finished = [r for r in runs if r.state == "finished"]
+    if not finished:
+        return []
+    ref = finished[0].config
+    alike = [r for r in finished if (r.config.dataset, r.config.seed) == (ref.dataset, ref.seed)]
+    picks = [next(r for r in alike if r.config.loss == loss) for loss in DEFAULT_LOSS_ORDER
+             if any(r.config.loss == loss for r in alike)][:n]
+    picks += [r for r in finished if r not in picks][: n - len(picks)]
+    return picks
 
 
 def _number(v: Any) -> float | None:
@@ -222,7 +245,7 @@ def embeddings_grid_figure(layouts: Sequence[np.ndarray], labels: Sequence[np.nd
     fig.update_yaxes(showticklabels=False, title_text="PC 2", title_standoff=2)
     fig.update_annotations(font_size=13, selector=dict(xref="paper"))
     fig = styled(fig, height=rows * panel_height + 40)
-    fig.update_layout(legend=dict(title_text="class", orientation="v", y=1.0, yanchor="top", x=1.01, xanchor="left"),
+    fig.update_layout(legend=dict(RIGHT_LEGEND, title_text="class"),
                       margin=dict(t=40, r=80))
     return fig
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import plotly.graph_objects as go
 
-from . import ACCENT, class_color, class_symbol, styled
+from . import ACCENT, RIGHT_LEGEND, class_color, class_symbol, styled
 
 #: Dark to light ink; the first is a no-break space so plotly keeps leading blanks.
 SHADES = ("\u00a0", "░", "▒", "▓", "█")
@@ -248,8 +248,7 @@ def embedding_figure(
     fig.update_layout(
         hovermode="closest", dragmode="zoom", uirevision=revision,
         hoverlabel=dict(font=dict(family=HOVER_FONT, size=12, color="#000000"), bgcolor="white", align="left"),
-        legend=dict(title=dict(text="class"), orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01,
-                    itemsizing="constant"),
+        legend=dict(RIGHT_LEGEND, title=dict(text="class"), itemsizing="constant"),
         margin=dict(r=10, b=45 if len(epochs) == 1 else 130),
     )
     fig.update_xaxes(range=xr, autorange=False, zeroline=False, showticklabels=show_ticks)

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..losses import LOSS_LABELS, LOSS_PARAMS, effective_negatives, negative_weights, same_class_mass
-from . import ACCENT, LOSS_COLORS, MUTED, styled
+from . import ACCENT, LOSS_COLORS, MUTED, RIGHT_LEGEND, styled
 
 __all__ = [
     "BETA_GRID",
@@ -290,7 +290,7 @@ def weight_histogram_figure(stats: Sequence[WeightStats], *, cols: int = 3, pane
     fig = go.Figure(data=traces, layout=dict(axes, annotations=notes, shapes=shapes), _validate=False)
     height = rows * panel_height + 100
     styled(fig, height=height)
-    fig.update_layout(barmode="overlay", bargap=0, margin=dict(t=80), legend=dict(y=1.0 + 55 / height))
+    fig.update_layout(barmode="overlay", bargap=0, margin=dict(t=80))
     return fig
 
 
@@ -344,6 +344,6 @@ def beta_sweep_figure(betas: Sequence[float], mass: Mapping[str, Sequence[float]
     axes["yaxis2"].update(title=dict(text="effective negatives (log scale)"), type="log", tickvals=_NEFF_TICKS)
     fig = go.Figure(data=traces, layout=dict(axes, annotations=notes, shapes=shapes), _validate=False)
     styled(fig, height=height)
-    fig.update_layout(legend=dict(orientation="v", y=1.0, yanchor="top", x=1.02, xanchor="left"),
+    fig.update_layout(legend=dict(RIGHT_LEGEND, x=1.02),
                       margin=dict(t=40, r=10))
     return fig

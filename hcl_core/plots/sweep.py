@@ -20,7 +20,7 @@ from ..losses import LOSS_LABELS
 from . import LOSS_COLORS, MUTED, styled
 from .training import METRIC_LABELS
 
-__all__ = ["beta_curve_figure", "hex_to_rgba", "legend_below"]
+__all__ = ["beta_curve_figure", "hex_to_rgba"]
 
 
 def hex_to_rgba(color: str, alpha: float) -> str:
@@ -109,13 +109,6 @@ def beta_curve_figure(
     fig = styled(fig, title=title or f"{label} against hardness β (mean ± std over seeds)",
                  x="hardness β", y=label, height=height)
     fig.update_xaxes(tickvals=betas, range=[x0 - 0.05 * (x1 - x0), x1 + 0.05 * (x1 - x0)])
-    return legend_below(fig)
-
-
-def legend_below(fig: go.Figure) -> go.Figure:
-    """Move the legend under the plot, so that long entries never cover the title."""
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0),
-                      margin=dict(b=110))
     return fig
 
 

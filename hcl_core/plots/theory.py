@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from ..theory import NegativesCurves, TheoryCurves
 from . import LOSS_COLORS, MUTED, styled
-from .sweep import hex_to_rgba, legend_below
+from .sweep import hex_to_rgba
 
 __all__ = ["HOLDS_COLOR", "FAILS_COLOR", "bound_figure", "gap_figure", "negatives_figure"]
 
@@ -48,7 +48,7 @@ def bound_figure(c: TheoryCurves, *, title: str | None = None, height: int = 440
                                  marker=dict(size=12, symbol="square", color=hex_to_rgba(color, 0.35))))
     fig = styled(fig, title=title or "Loss on the stored embeddings against hardness β",
                  x="hardness β (multiplies cos/τ)", y="loss (nats)", height=height)
-    return legend_below(fig)
+    return fig
 
 
 
@@ -67,8 +67,8 @@ def gap_figure(by_epoch: Mapping[int, TheoryCurves], *, height: int = 380) -> go
     fig.add_hline(y=0, line=dict(color=MUTED, width=1.5))
     fig.add_annotation(xref="paper", yref="y", x=0.0, y=0, yshift=10, xanchor="left", showarrow=False,
                        text="above 0: H-SCL ≤ H-UCL holds", font=dict(color=MUTED, size=12))
-    return legend_below(styled(fig, title="The margin of the bound over training", x="hardness β",
-                               y="H-UCL − H-SCL (nats)", height=height))
+    return styled(fig, title="The margin of the bound over training", x="hardness β",
+                  y="H-UCL − H-SCL (nats)", height=height)
 
 
 def negatives_figure(nc: NegativesCurves, *, height: int = 380) -> go.Figure:
@@ -90,6 +90,5 @@ def negatives_figure(nc: NegativesCurves, *, height: int = 380) -> go.Figure:
     ))
     fig.add_hline(y=0, line=dict(color=MUTED, width=1.5))
     fig.update_xaxes(type="log", tickvals=x)
-    return legend_below(styled(fig, title=f"The margin against the number of negatives (β = {nc.beta:g})",
-                               x="negatives per anchor (log scale)", y="H-UCL − H-SCL (nats)", height=height,
-                               legend=False))
+    return styled(fig, title=f"The margin against the number of negatives (β = {nc.beta:g})",
+                  x="negatives per anchor (log scale)", y="H-UCL − H-SCL (nats)", height=height, legend=False)

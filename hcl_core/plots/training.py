@@ -81,6 +81,7 @@ def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | Non
     """
     fig = go.Figure()
     epochs = [e["epoch"] for e in evals]
+    raw_lines = []
     for key, color in _PROBE_COLORS.items():
         ys = [e.get(key) for e in evals]
         if not any(v is not None for v in ys):
@@ -90,9 +91,13 @@ def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | Non
                                  hovertemplate="epoch %{x}<br>%{y:.3f}<extra>" + METRIC_LABELS[key] + "</extra>"))
         raw = ((baseline or {}).get("raw") or {}).get(key)
         if raw is not None:
-            fig.add_hline(y=raw, line=dict(color=color, dash="dot", width=1.5), opacity=0.8,
-                          annotation_text=f"raw pixels {raw:.3f}", annotation_position="bottom right",
-                          annotation_font=dict(size=11, color=color))
+            raw_lines.append((raw, color))
+    # Labels alternate above and below their lines, left and right, so close baselines stay legible.
+    places = ("top right", "bottom right", "top left", "bottom left")
+    for (raw, color), place in zip(sorted(raw_lines, reverse=True), places, strict=False):
+        fig.add_hline(y=raw, line=dict(color=color, dash="dot", width=1.5), opacity=0.8,
+                      annotation_text=f"raw pixels {raw:.3f}", annotation_position=place,
+                      annotation_font=dict(size=11, color=color))
     fig.update_yaxes(range=_accuracy_range(evals, baseline))
     return styled(fig, title="Probe accuracy (epoch 0 = random encoder; dotted = raw pixels)",
                   x="epoch", y="test accuracy", height=height)
@@ -118,15 +123,17 @@ def metric_figure(series: Sequence[Series], metric: str, *, height: int = 300) -
 
 def geometry_figure(evals: Sequence[dict[str, Any]], *, height: int = 300) -> go.Figure:
     """Alignment and uniformity (Wang & Isola 2020) per evaluated epoch, side by side."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("alignment ↓ (positives close)",
-                                                        "uniformity ↓ (spread on the sphere)"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16,
+                        subplot_titles=("alignment (positives closer ↓)", "uniformity (more spread ↓)"))
     epochs = [e["epoch"] for e in evals]
     for col, key, color in ((1, "alignment", "#0072B2"), (2, "uniformity", "#009E73")):
         fig.add_trace(go.Scatter(x=epochs, y=[e.get(key) for e in evals], mode="lines+markers",
                                  line=dict(color=color, width=2.5), name=key, showlegend=False,
                                  hovertemplate="epoch %{x}<br>%{y:.3f}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="epoch", row=1, col=col)
-    return styled(fig, height=height, legend=False)
+    fig.update_annotations(font_size=13)
+    fig = styled(fig, title="Geometry of the projections (Wang & Isola 2020)", height=height, legend=False)
+    return fig.update_layout(margin=dict(t=70))
 
 
 def clamp_figure(evals: Sequence[dict[str, Any]], *, height: int = 260) -> go.Figure:
