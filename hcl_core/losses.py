@@ -20,11 +20,15 @@ the tilted weights. beta = 0 gives the plain sum, beta -> inf gives ``log n_i + 
 Note that beta multiplies ``s = cos / tau``, as in every published code base.
 
 All arithmetic is in float32 (or float64 if the inputs are float64) and in log space, so no
-loss overflows for tau >= 0.05 and beta <= 20.
+loss overflows for tau >= 0.05 and beta <= 20. Sums of ``e^{s}`` are shifted by the constant
+``1/tau`` (``s <= 1/tau`` for normalised views) and the tilted sums by each row's detached
+maximum; see :func:`_masked_lse` and :func:`_log_tilted_mass`. ``bench/`` times every loss
+against the plain published formulas: these forms are also the faster ones.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,17 +84,64 @@ def _check_tau_plus(tau_plus: float) -> None:
         raise ValueError(f"tau_plus (the class prior) must lie in [0, 1), got {tau_plus!r}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Views:
-    """The 2N x 2N similarity matrix and the index sets every loss needs."""
+    """The 2N views, their similarity matrix and the index sets every loss needs.
 
+    The label masks (2N x 2N) are built on first use only: SupCon needs none of them.
+    """
+
+    tau: float
+    z: Tensor  # (2N, d) normalised views
     sim: Tensor  # (2N, 2N) s_ij = cos / tau, float32 or float64
     pos_sim: Tensor  # (2N,) s_{i, p(i)}
     partner: Tensor  # (2N,) index p(i)
     not_self: Tensor  # (2N, 2N) bool, A(i)
-    positives: Tensor  # (2N, 2N) bool, P(i)
-    negatives: Tensor  # (2N, 2N) bool, Neg(i)
+    is_partner: Tensor  # (2N, 2N) bool, j == p(i)
+    candidates: Tensor  # (2N, 2N) bool, every j not in {i, p(i)}: Neg(i) without labels
     labels: Tensor | None  # (2N,) or None
+
+    @functools.cached_property
+    def same_class(self) -> Tensor:
+        return self.labels[:, None] == self.labels[None, :]
+
+    @property
+    def positives(self) -> Tensor:
+        """P(i), ``(2N, 2N)`` bool."""
+        return self.is_partner if self.labels is None else self.same_class & self.not_self
+
+    @property
+    def negatives(self) -> Tensor:
+        """Neg(i), ``(2N, 2N)`` bool."""
+        return self.candidates if self.labels is None else ~self.same_class
+
+    @functools.cached_property
+    def class_index(self) -> tuple[Tensor, Tensor]:
+        """Each view's label as an index 0..C-1 ``(2N,)``, and the views per class ``(C,)``."""
+        _, inverse, counts = torch.unique(self.labels, return_inverse=True, return_counts=True)
+        return inverse, counts
+
+    @property
+    def class_size(self) -> Tensor:
+        """``(2N,)``: how many of the 2N views share view i's label (itself included)."""
+        if self.labels is None:
+            return torch.full_like(self.partner, 2)
+        inverse, counts = self.class_index
+        return counts[inverse]
+
+
+@functools.lru_cache(maxsize=8)
+def _index_masks(n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``p(i)`` ``(2N,)`` and the masks ``A(i)``, ``j == p(i)`` and unlabelled ``Neg(i)`` ``(2N, 2N)``.
+
+    They depend only on N, so a training loop builds them once instead of at every step.
+    """
+    two_n = 2 * n
+    idx = torch.arange(two_n, device=device)
+    partner = (idx + n) % two_n
+    not_self = idx[:, None] != idx[None, :]
+    is_partner = partner[:, None] == idx[None, :]
+    return partner, not_self, is_partner, not_self & ~is_partner
 
 
 def _views(z1: Tensor, z2: Tensor, labels: Tensor | None, tau: float) -> _Views:
@@ -106,68 +157,84 @@ def _views(z1: Tensor, z2: Tensor, labels: Tensor | None, tau: float) -> _Views:
     dtype = torch.float64 if z1.dtype == torch.float64 else torch.float32
     z = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
     sim = z @ z.T / tau
-    two_n = 2 * n
-    idx = torch.arange(two_n, device=z.device)
-    partner = (idx + n) % two_n
-    not_self = idx[:, None] != idx[None, :]
-    is_partner = partner[:, None] == idx[None, :]
-    if labels is None:
-        lab = None
-        positives = is_partner
-        negatives = not_self & ~is_partner
-    else:
+    partner, not_self, is_partner, candidates = _index_masks(n, z.device)
+    lab = None
+    if labels is not None:
         labels = torch.as_tensor(labels, device=z.device)
         if labels.shape != (n,):
             raise ValueError(f"labels must have shape (N,) = ({n},), got {tuple(labels.shape)}")
         lab = torch.cat([labels, labels])
-        same = lab[:, None] == lab[None, :]
-        positives = same & not_self
-        negatives = ~same
-    return _Views(sim, sim[idx, partner], partner, not_self, positives, negatives, lab)
+    pos_sim = sim.gather(1, partner[:, None]).squeeze(1)
+    return _Views(float(tau), z, sim, pos_sim, partner, not_self, is_partner, candidates, lab)
 
 
-def _masked_lse(x: Tensor, mask: Tensor) -> Tensor:
-    """Row-wise log-sum-exp of ``x`` over ``mask``; -inf for an empty row.
+#: exp(-x) stays a normal float32 for x below this (float32's smallest normal is e^-87.3).
+_EXP_RANGE = 80.0
 
-    The row max is detached: it only shifts the exponent, so the gradient is unchanged and
-    autograd does not have to route through the argmax.
+
+def _masked_lse(v: _Views, mask: Tensor) -> Tensor:
+    """Row-wise ``log sum_{j in mask} e^{s_ij}``; every row of ``mask`` must hold some j.
+
+    The views are normalised, so ``s_ij <= 1/tau``: shifting every row by the constant ``1/tau``
+    (instead of its own maximum) keeps ``e^{s - 1/tau}`` in ``[e^{-2/tau}, 1]``, which neither
+    overflows nor underflows to 0 while ``2/tau < 80`` (tau > 0.025), and saves computing and
+    subtracting row maxima. For smaller tau the row max is used (``torch.logsumexp``, whose
+    gradient is the softmax: the max never enters it).
     """
-    x = x.masked_fill(~mask, -math.inf)
-    row_max = x.amax(dim=1, keepdim=True).detach()
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    return row_max.squeeze(1) + torch.log(torch.exp(x - row_max).sum(dim=1))
+    shift = 1.0 / v.tau
+    if 2.0 * shift < _EXP_RANGE:
+        return shift + torch.log(torch.exp(v.sim - shift).masked_fill(~mask, 0.0).sum(dim=1))
+    return torch.logsumexp(v.sim.masked_fill(~mask, -math.inf), dim=1)
 
 
-def _valid_anchors(v: _Views) -> tuple[Tensor, Tensor]:
-    """Anchors with a non-empty Neg(i), and a negative mask that is safe on every row.
-
-    Rows without negatives are skipped; they get a harmless stand-in mask (all of A(i)) so
-    that no -inf or NaN is ever formed, even in the discarded rows, where it would still
-    poison the backward pass.
-    """
-    valid = v.negatives.any(dim=1)
+def _valid_anchors(v: _Views) -> Tensor:
+    """``(2N,)`` bool: the anchors with a non-empty Neg(i) (some view of another class)."""
+    valid = v.class_size < len(v.partner)
     if not bool(valid.any()):
         raise ValueError(
             "no anchor has a negative: every sample in this batch has the same label. "
             "Use a larger batch or a data set with several classes."
         )
-    safe = torch.where(valid[:, None], v.negatives, v.not_self)
-    return valid, safe
+    return valid
+
+
+def _safe_negatives(v: _Views, valid: Tensor) -> Tensor:
+    """Neg(i), with a harmless stand-in (all of A(i)) on the rows of anchors that are skipped.
+
+    An empty row would form -inf or NaN, and even in a discarded row that poisons the backward pass.
+    """
+    if bool(valid.all()):
+        return v.negatives
+    return torch.where(valid[:, None], v.negatives, v.not_self)
 
 
 def _log_tilted_mass(v: _Views, neg_mask: Tensor, beta: float, detach_weights: bool) -> Tensor:
-    """log R_i(beta) = log n_i + LSE_k(log softmax_k(beta s_ik) + s_ik) over ``neg_mask``.
+    """log R_i(beta) = log n_i + LSE_k((1+beta) s_ik) - LSE_k(beta s_ik) over ``neg_mask``.
 
-    ``detach_weights`` stops the gradient through the importance weights w_ik, so that they
+    That is ``log n_i + LSE_k(log w_ik + s_ik)`` with ``w_ik = softmax_k(beta s_ik)``. With the
+    row max ``m_i`` over the negatives (detached: it cancels from the value, so not
+    differentiating it is exact), ``t = e^{s - m}`` and ``u = e^{beta (s - m)}`` lie in (0, 1] and
+    equal 1 at the hardest negative, so both sums below are >= 1 whatever tau and beta:
+
+        log R_i = log n_i + m_i + log sum_k u_ik t_ik - log sum_k u_ik
+
+    ``detach_weights`` stops the gradient through the importance weights (``u``), so that they
     act as constants (a re-weighting of the plain InfoNCE gradient); by default, as in the
     published HCL code, the gradient also flows through w.
     """
-    sim = v.sim
-    tilt = beta * (sim.detach() if detach_weights else sim)
-    log_w = tilt.masked_fill(~neg_mask, -math.inf)
-    log_w = log_w - _masked_lse(tilt, neg_mask)[:, None]
-    n_neg = neg_mask.sum(dim=1).to(sim.dtype)
-    return torch.log(n_neg) + _masked_lse(log_w + sim, neg_mask)
+    if beta == 0:  # w is uniform: R_i is the plain sum
+        return _masked_lse(v, neg_mask)
+    x = v.sim.masked_fill(~neg_mask, -math.inf)
+    row_max = x.amax(dim=1, keepdim=True).detach()
+    shifted = x - row_max
+    if detach_weights:
+        u = torch.exp(beta * shifted.detach())
+        tilted = (u * torch.exp(shifted)).sum(dim=1)
+    else:
+        u = torch.exp(beta * shifted)
+        tilted = torch.exp((1.0 + beta) * shifted).sum(dim=1)  # sum u t, in one exp and no product
+    n_neg = neg_mask.sum(dim=1).to(v.sim.dtype)
+    return torch.log(n_neg) + row_max.squeeze(1) + torch.log(tilted) - torch.log(u.sum(dim=1))
 
 
 def _mean_over(values: Tensor, valid: Tensor) -> Tensor:
@@ -192,7 +259,7 @@ def info_nce(z1: Tensor, z2: Tensor, *, tau: float) -> Tensor:
         Scalar float32 tensor (float64 for float64 inputs).
     """
     v = _views(z1, z2, None, tau)
-    return (_masked_lse(v.sim, v.not_self) - v.pos_sim).mean()
+    return (_masked_lse(v, v.not_self) - v.pos_sim).mean()
 
 
 def _hcl_terms(
@@ -285,10 +352,18 @@ def supcon(z1: Tensor, z2: Tensor, labels: Tensor | None = None, *, tau: float) 
         tau: temperature > 0.
     """
     v = _views(z1, z2, labels, tau)
-    valid, _ = _valid_anchors(v)
-    pos = v.positives.to(v.sim.dtype)
-    mean_pos = (v.sim * pos).sum(dim=1) / pos.sum(dim=1)
-    return _mean_over(_masked_lse(v.sim, v.not_self) - mean_pos, valid)
+    valid = _valid_anchors(v)
+    if v.labels is None:
+        mean_pos = v.pos_sim
+    else:
+        # sum_{p in P(i)} s_ip = z_i . (sum of the views of i's class) / tau - s_ii: O(N d) work
+        # with per-class sums, instead of masking the 2N x 2N matrix.
+        inverse, counts = v.class_index
+        class_sums = v.z.new_zeros(len(counts), v.z.shape[1]).index_add(0, inverse, v.z)
+        # index_select, not class_sums[inverse]: its backward is an index_add, not a slow index_put
+        sum_pos = ((v.z * class_sums.index_select(0, inverse)).sum(dim=1) - (v.z * v.z).sum(dim=1)) / v.tau
+        mean_pos = sum_pos / (v.class_size - 1).to(v.z.dtype)
+    return _mean_over(_masked_lse(v, v.not_self) - mean_pos, valid)
 
 
 def hard_supcon(
@@ -320,14 +395,16 @@ def hard_supcon(
     """
     _check_beta(beta)
     v = _views(z1, z2, labels, tau)
-    valid, neg_mask = _valid_anchors(v)
+    valid = _valid_anchors(v)
+    neg_mask = _safe_negatives(v, valid)
     log_r = _log_tilted_mass(v, neg_mask, beta, detach_weights)
     m = v.sim.shape[0] - 2
     log_n = torch.log(neg_mask.sum(dim=1).to(v.sim.dtype))
     log_neg_term = math.log(m) + log_r - log_n  # log(M * E_q[e^s]), (2N,)
     pair_loss = F.softplus(log_neg_term[:, None] - v.sim)  # (2N, 2N), read on P(i) only
     pairs = v.positives & valid[:, None]
-    return pair_loss[pairs].mean()
+    # A masked sum, not pair_loss[pairs]: boolean indexing costs a nonzero() and a scatter back.
+    return torch.where(pairs, pair_loss, 0.0).sum() / pairs.sum()
 
 
 LOSSES: dict[str, Callable[..., Tensor]] = {
@@ -450,7 +527,7 @@ def negative_weights(
     _check_tau_plus(tau_plus)
     with torch.no_grad():
         v = _views(z1, z2, labels, tau)
-        candidates = v.not_self & (v.partner[:, None] != torch.arange(len(v.partner), device=v.sim.device))
+        candidates = v.candidates
         same_class = (
             candidates & (v.labels[:, None] == v.labels[None, :])
             if v.labels is not None

@@ -1013,3 +1013,33 @@ def test_negative_weights_stable_in_fp32():
         _close(nw.weights.sum(1), torch.ones(256), rtol=1e-4, atol=1e-4)
         assert torch.isfinite(effective_negatives(nw)).all()
         assert torch.isfinite(same_class_mass(nw)).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("tau", [0.02, 0.03, 1.5])
+def test_both_shifts_of_the_log_sum_exp_match_the_naive_loop(name, tau):
+    """Below tau = 0.025 the row max shifts the exponent, above it the constant 1/tau: both exact."""
+    g = torch.Generator().manual_seed(11)
+    labels = torch.tensor([0, 1, 2, 0, 1, 3])
+    z1 = torch.randn(6, 5, generator=g, dtype=F64)
+    z2 = z1 + 1.0 * torch.randn(6, 5, generator=g, dtype=F64)
+    kwargs = dict(tau=tau, beta=2.0, tau_plus=0.05)
+    use = labels if name in ("supcon", "hard_supcon") else None
+    # float64 reference; float32 is what training uses, and the shift must keep it accurate.
+    ref = _call_naive(name, z1, z2, use, **kwargs)
+    assert float(_call(name, z1, z2, use, **kwargs)) == pytest.approx(float(ref), rel=1e-9)
+    out32 = _call(name, z1.float(), z2.float(), use, **kwargs)
+    assert float(out32) == pytest.approx(float(ref), rel=2e-5, abs=1e-6 / tau)  # s is of size 1/tau
+    assert float(ref) > 1e-3, "a loss this close to 0 would test nothing"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_antipodal_views_at_the_smallest_tau_stay_finite(name):
+    """Every other view opposite the anchor: e^{s - 1/tau} = e^{-2/tau}, the constant shift's worst case."""
+    z1 = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], requires_grad=True)
+    z2 = torch.tensor([[-1.0, 1e-3], [1.0, 1e-3]], requires_grad=True)
+    labels = torch.tensor([0, 1])
+    loss = _call(name, z1, z2, labels if name in ("supcon", "hard_supcon") else None, tau=0.05, beta=20.0,
+                 tau_plus=0.1)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()
