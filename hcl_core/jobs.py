@@ -4,7 +4,7 @@ Why processes: a training thread inside the Streamlit server shares the GIL with
 rerun and loses most of its speed (``shared/docs/MEASURED.md``: 24 steps/s instead of 205 with
 a 0.5 s refresh). A worker process (:mod:`hcl_core.worker`) trains at full speed; one thread per
 job reads its event stream into a :class:`JobState` that pages read under a lock. One worker is
-kept warm (torch already imported) so Start answers at once.
+kept warm (torch already imported) so Start answers at once; it is warmed while nothing trains.
 
 One :class:`JobManager` serves every tab and rerun (the app keeps it in ``st.cache_resource``),
 so several tabs watch the same job and a reload re-attaches to it.
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,10 @@ def _spawn_worker(threads: int | None) -> subprocess.Popen:
 class Job:
     """One training job: its worker process, the thread reading it, and its state."""
 
-    def __init__(self, job_id: int, config: RunConfig, proc: subprocess.Popen, root: Path):
+    def __init__(self, job_id: int, config: RunConfig, proc: subprocess.Popen, root: Path,
+                 on_end: Callable[[], None] | None = None):
         self.id = job_id
+        self._on_end = on_end
         self._proc = proc
         self._lock = threading.Lock()
         self._state = JobState(job_id, config)
@@ -158,6 +161,8 @@ class Job:
                 s.message = f"the training process ended unexpectedly (exit code {code}). {tail}".strip()
             s.stderr_tail = list(self._stderr)
         self._done.set()
+        if self._on_end is not None:
+            self._on_end()
 
     def _read_stderr(self) -> None:
         try:
@@ -266,9 +271,16 @@ class JobManager:
             proc, self._spare = self._spare, None
         if proc is None or proc.poll() is not None:
             proc = _spawn_worker(self.worker_threads)
-        if self.warm:  # the next spare starts importing while this job runs
-            threading.Thread(target=self._refill_spare, daemon=True).start()
         return proc
+
+    def _job_ended(self) -> None:
+        """Warm the next spare worker once nothing trains.
+
+        Not while a job runs: the spare's imports take 5-7 s of CPU, which on a 2-core machine
+        came straight out of the training (bench/: the app kept less of the bare loop's speed).
+        """
+        if self.warm and not any(j.active for j in self.jobs()):
+            self._refill_spare()
 
     def start(self, config: RunConfig) -> Job:
         """Start a job for ``config``; raises :class:`JobLimitError` when ``max_active`` run."""
@@ -282,7 +294,7 @@ class JobManager:
                     f"{len(active)} runs are already training (the limit is {self.max_active}): "
                     "stop one or wait for it to finish"
                 )
-            job = Job(next(self._ids), config, self._take_worker(), self.root)
+            job = Job(next(self._ids), config, self._take_worker(), self.root, on_end=self._job_ended)
             with self._lock:
                 self._jobs[job.id] = job
         return job
