@@ -169,9 +169,10 @@ def _interleave(server, page, config, *, reps, leave_page, bare, env, prestarted
             load = load_average()
             if side == "bare" and bare:
                 page.goto("about:blank")  # nothing refreshes while the bare loop runs
+                # The app warms its next spare worker once a run has ended (5-7 s of imports), and
+                # a prestarted bare run's imports overlapped the app's start-up: wait for both.
+                bh.wait_until_idle([server.proc.pid, *server.workers()], quiet_s=0.5, timeout=120)
                 if prestarted is not None:
-                    # its imports overlapped the app's start-up: wait until that is over
-                    bh.wait_until_idle([server.proc.pid, *server.workers()], quiet_s=0.5, timeout=120)
                     res, prestarted = prestarted.finish(), None
                 else:
                     res = bare_run(config, env=env)

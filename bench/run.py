@@ -33,7 +33,7 @@ TARGETS = {
 MODES = {
     "quick": {"loss_sizes": (256, 512, 1024), "loss_reps": 3, "loss_warmup": 1, "app_reps": 1,
               "app_epochs": 10, "umap_warm_reps": 1, "default_run": False},
-    "full": {"loss_sizes": (256, 512, 1024), "loss_reps": 21, "loss_warmup": 3, "app_reps": 3,
+    "full": {"loss_sizes": (256, 512, 1024), "loss_reps": 21, "loss_warmup": 3, "app_reps": 5,
              "app_epochs": 200, "umap_warm_reps": 3, "default_run": True},
 }
 
