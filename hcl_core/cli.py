@@ -203,12 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_ROOT), help="folder holding the runs [default models]")
     p.set_defaults(func=cmd_import)
 
-    try:
-        from .sweep import add_sweep_parser
-    except ImportError:  # the sweep module is optional until it lands
-        pass
-    else:
-        add_sweep_parser(sub, _add_config_flags, _config_from_args)
+    from .sweep import add_sweep_parser
+
+    add_sweep_parser(sub, _add_config_flags, _config_from_args)
     return parser
 
 
