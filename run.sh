@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Hardness Explorer: set everything up, then run the app or the tests.
-#   ./run.sh app     set up, then open the app on the bundled digits data
+#   ./run.sh app     set up, then open the app on the bundled digits data (the first start also
+#                    trains three small demo runs into models/demo; HCL_NO_DEMO=1 skips them)
 #   ./run.sh test    set up, then run the whole test suite (what CI runs)
 #   ./run.sh setup   only set up (.venv, Python packages, Debian's chromium for browser tests)
 # A second run is quick: packages are reinstalled only when a requirements file changes.
@@ -41,6 +42,17 @@ setup_chromium() {  # Debian's chromium drives the browser tests; never a downlo
     need_root apt-get update -q >/dev/null && need_root apt-get install -y -q chromium >/dev/null; }
 }
 
+demo_runs() {  # first start only: three small runs, so that every page has something to show
+  local models=${HCL_MODELS_DIR:-models}
+  [ -n "${HCL_NO_DEMO:-}" ] && return 0
+  [ -e "$models/demo" ] && return 0
+  compgen -G "$models/*/config.json" >/dev/null && return 0  # runs of the user's own: leave them be
+  log "first start: training three demo runs into $models/demo (SimCLR, HCL, H-SCL; about 15 s)"
+  "$VENV/bin/python" -m hcl_core sweep --dataset digits --losses info_nce,hcl,hard_supcon --betas 1 \
+      --seeds 0 --epochs 30 --workers 2 --out "$models" --sweep-name demo --quiet >/dev/null \
+    || log "the demo runs could not be trained: the app opens without them"
+}
+
 cmd=${1:-app}
 shift || true
 case "$cmd" in
@@ -48,6 +60,7 @@ case "$cmd" in
     setup_python; setup_chromium ;;
   app)
     setup_python
+    demo_runs
     log "opening the app at http://localhost:8501"
     exec "$VENV/bin/python" -m streamlit run app.py "$@" ;;
   test)
