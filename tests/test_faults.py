@@ -621,6 +621,13 @@ def test_a_cifar_pickle_cannot_build_an_object_array_over_raw_memory(tmp_path):
 # ============================================================================================
 
 
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:  # it ended meanwhile
+        return []
+
+
 @pytest.mark.slow
 def test_a_long_session_of_short_runs_does_not_grow(manager):
     """Short digits runs through one JobManager, back to back, as a long app session does.
@@ -643,7 +650,9 @@ def test_a_long_session_of_short_runs_does_not_grow(manager):
         assert job.snapshot().state == "finished", job.snapshot().message
         run_dirs.append(job.snapshot().run_dir)
         assert not psutil.pid_exists(job.pid), "the worker outlived its run"
-        children = [c for c in me.children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]
+        # Training workers only: other tests' processes (a Ray cluster shutting down) do not count.
+        children = [c for c in me.children(recursive=True)
+                    if c.status() != psutil.STATUS_ZOMBIE and "hcl_core.worker" in " ".join(_cmdline(c))]
         rows.append((i + 1, me.memory_info().rss / 2**20, me.num_fds(), me.num_threads(), len(children)))
     print("\nrun  rss_MiB  fds  threads  children")
     for r in rows:
