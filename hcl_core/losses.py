@@ -208,8 +208,12 @@ def _safe_negatives(v: _Views, valid: Tensor) -> Tensor:
     return torch.where(valid[:, None], v.negatives, v.not_self)
 
 
-def _log_tilted_mass(v: _Views, neg_mask: Tensor, beta: float, detach_weights: bool) -> Tensor:
+def _log_tilted_mass(v: _Views, neg_mask: Tensor, log_n: Tensor | float, beta: float,
+                     detach_weights: bool) -> Tensor:
     """log R_i(beta) = log n_i + LSE_k((1+beta) s_ik) - LSE_k(beta s_ik) over ``neg_mask``.
+
+    ``log_n`` is ``log n_i``, the log of the number of negatives of each row (the callers know
+    it from the batch's class sizes: summing the boolean mask would convert it to int64 first).
 
     That is ``log n_i + LSE_k(log w_ik + s_ik)`` with ``w_ik = softmax_k(beta s_ik)``. With the
     row max ``m_i`` over the negatives (detached: it cancels from the value, so not
@@ -233,8 +237,7 @@ def _log_tilted_mass(v: _Views, neg_mask: Tensor, beta: float, detach_weights: b
     else:
         u = torch.exp(beta * shifted)
         tilted = torch.exp((1.0 + beta) * shifted).sum(dim=1)  # sum u t, in one exp and no product
-    n_neg = neg_mask.sum(dim=1).to(v.sim.dtype)
-    return torch.log(n_neg) + row_max.squeeze(1) + torch.log(tilted) - torch.log(u.sum(dim=1))
+    return log_n + row_max.squeeze(1) + torch.log(tilted) - torch.log(u.sum(dim=1))
 
 
 def _mean_over(values: Tensor, valid: Tensor) -> Tensor:
@@ -269,7 +272,7 @@ def _hcl_terms(
     _check_beta(beta)
     _check_tau_plus(tau_plus)
     v = _views(z1, z2, None, tau)
-    log_r = _log_tilted_mass(v, v.negatives, beta, detach_weights)
+    log_r = _log_tilted_mass(v, v.negatives, math.log(len(v.partner) - 2), beta, detach_weights)
     m = float(v.sim.shape[0] - 2)
     # log of the debiasing term tau_plus * M * e^{s_ip}; -inf when tau_plus == 0.
     log_pos_mass = math.log(tau_plus * m) + v.pos_sim if tau_plus > 0 else torch.full_like(log_r, -math.inf)
@@ -397,14 +400,16 @@ def hard_supcon(
     v = _views(z1, z2, labels, tau)
     valid = _valid_anchors(v)
     neg_mask = _safe_negatives(v, valid)
-    log_r = _log_tilted_mass(v, neg_mask, beta, detach_weights)
-    m = v.sim.shape[0] - 2
-    log_n = torch.log(neg_mask.sum(dim=1).to(v.sim.dtype))
-    log_neg_term = math.log(m) + log_r - log_n  # log(M * E_q[e^s]), (2N,)
+    two_n = len(v.partner)
+    # n_i: the views of other classes; 2N - 1 on the skipped rows, whose stand-in mask is A(i).
+    log_n = torch.log(torch.where(valid, two_n - v.class_size, two_n - 1).to(v.sim.dtype))
+    log_r = _log_tilted_mass(v, neg_mask, log_n, beta, detach_weights)
+    log_neg_term = math.log(two_n - 2) + log_r - log_n  # log(M * E_q[e^s]), (2N,)
     pair_loss = F.softplus(log_neg_term[:, None] - v.sim)  # (2N, 2N), read on P(i) only
     pairs = v.positives & valid[:, None]
+    n_pairs = (valid * (v.class_size - 1)).sum()
     # A masked sum, not pair_loss[pairs]: boolean indexing costs a nonzero() and a scatter back.
-    return torch.where(pairs, pair_loss, 0.0).sum() / pairs.sum()
+    return torch.where(pairs, pair_loss, 0.0).sum() / n_pairs
 
 
 LOSSES: dict[str, Callable[..., Tensor]] = {
