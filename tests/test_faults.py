@@ -634,9 +634,10 @@ def test_a_long_session_of_short_runs_does_not_grow(manager):
 
     After each run: the worker process is gone (its tensors went with it), only the spare
     worker remains a child, and the managing process's RSS, open files and threads stay flat.
-    Each run costs a fresh worker (its imports take ~5-7 s of CPU on the 2-core machine), so
-    20 runs take ~150 s: ``HCL_SOAK_RUNS=20`` runs them (measured: RSS 532.6 -> 532.9 MiB, open
-    files 11, threads 3 and one spare child throughout); the default keeps the suite short.
+    Each run costs a fresh worker (its imports take ~5-7 s of CPU on the 2-core machine; the spare
+    warms between runs), so 20 runs take ~60 s: ``HCL_SOAK_RUNS=20`` runs them (measured
+    2026-12-01: RSS 526.3 -> 526.5 MiB, open files 16, threads 3, at most one spare child
+    throughout); the default keeps the suite short.
     """
     n = int(os.environ.get("HCL_SOAK_RUNS", "3"))
     m = manager
