@@ -22,7 +22,6 @@ here unpickles: JSON, ``np.load(allow_pickle=False)`` and ``torch.load(weights_o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -35,7 +34,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from .config import ConfigError, RunConfig
-from .store import TERMINAL_STATES, RunFileError, load_checkpoint, load_npz, load_run
+from .store import TERMINAL_STATES, RunFileError, atomic_file, load_checkpoint, load_npz, load_run
 
 #: Largest single file accepted from a bundle (a ResNet-18 checkpoint is ~45 MB).
 MAX_MEMBER_BYTES = 256 * 1024**2
@@ -89,22 +88,11 @@ def export_run(run_dir: str | os.PathLike, dest_zip: str | os.PathLike, *, overw
         if path.is_file():
             files.append((path, rel))
     top = _SAFE_NAME_RE.sub("_", run.run_id).lstrip(".") or "run"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for path, rel in files:
-                    # .npz are compressed already and the checkpoint barely compresses: store them.
-                    method = zipfile.ZIP_DEFLATED if rel.endswith((".json", ".jsonl")) else zipfile.ZIP_STORED
-                    zf.write(path, f"{top}/{rel}", compress_type=method)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(dest) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path, rel in files:
+            # .npz are compressed already and the checkpoint barely compresses: store them.
+            method = zipfile.ZIP_DEFLATED if rel.endswith((".json", ".jsonl")) else zipfile.ZIP_STORED
+            zf.write(path, f"{top}/{rel}", compress_type=method)
     return dest
 
 

@@ -108,9 +108,7 @@ def _labels(a: Any, name: str, n: int) -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
-def _split(
-    train_feats: Any, train_y: Any, test_feats: Any, test_y: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _train_test_features(train_feats: Any, test_feats: Any) -> tuple[np.ndarray, np.ndarray]:
     xtr = _features(train_feats, "train_feats")
     xte = _features(test_feats, "test_feats")
     if xtr.shape[1] != xte.shape[1]:
@@ -118,6 +116,13 @@ def _split(
             f"train_feats has {xtr.shape[1]} dimensions but test_feats has {xte.shape[1]}; "
             "they must come from the same encoder"
         )
+    return xtr, xte
+
+
+def _split(
+    train_feats: Any, train_y: Any, test_feats: Any, test_y: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    xtr, xte = _train_test_features(train_feats, test_feats)
     ytr = _labels(train_y, "train_y", xtr.shape[0])
     yte = _labels(test_y, "test_y", xte.shape[0])
     return xtr, ytr, xte, yte
@@ -269,13 +274,7 @@ def knn_predict(
         raise ValueError(f"k must be >= 1, got {k}")
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature must be a positive finite number, got {temperature}")
-    xtr = _features(train_feats, "train_feats")
-    xte = _features(test_feats, "test_feats")
-    if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(
-            f"train_feats has {xtr.shape[1]} dimensions but test_feats has {xte.shape[1]}; "
-            "they must come from the same encoder"
-        )
+    xtr, xte = _train_test_features(train_feats, test_feats)
     ytr = _labels(train_y, "train_y", xtr.shape[0])
     bank = _l2_normalise(xtr).astype(np.float32)
     queries = _l2_normalise(xte).astype(np.float32)

@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -62,8 +62,14 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename: readers see old or new, never half."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file that appears at ``path`` only once the block has finished without error.
+
+    Written to a temporary file in the same folder, fsynced, then renamed over ``path``:
+    readers see the old file or the new one, never half of it. On an error the temporary
+    file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -71,7 +77,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         # mkstemp makes the file private (0600); a run file gets the mode any new file would get.
         os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -79,6 +85,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename: readers see old or new, never half."""
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
