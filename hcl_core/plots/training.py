@@ -147,5 +147,9 @@ def clamp_figure(evals: Sequence[dict[str, Any]], *, height: int = 260) -> go.Fi
                            hovertemplate="epoch %{x}<br>%{y:.1%} of anchors<extra></extra>"))
     fig.update_yaxes(range=[0, max([0.05, *share]) * 1.15], tickformat=".0%")
     fig.add_hline(y=0, line=dict(color=MUTED, width=1))
+    if share and max(share) == 0:  # an empty chart would look broken: say what it means
+        fig.add_annotation(xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                           text="0 % at every evaluation: every anchor's negatives give gradient",
+                           font=dict(size=13, color=MUTED))
     return styled(fig, title="Anchors where the clamp binds (no gradient from their negatives)",
                   x="epoch", y="share of anchors", height=height, legend=False)
