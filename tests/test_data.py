@@ -548,11 +548,15 @@ def test_augment_rejects_wrong_shapes_and_dtypes():
         augment(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), 1.0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_augment_on_cuda_with_a_cuda_or_cpu_generator(digits_batch, rgb_batch):
-    for x in (digits_batch.cuda(), rgb_batch.cuda()):
-        g = torch.Generator(device="cuda").manual_seed(0)
+#: Every device of this machine: the CUDA case is collected (and runs) only where a GPU is.
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_augment_on_each_device_with_its_own_or_a_cpu_generator(digits_batch, rgb_batch, device):
+    for x in (digits_batch.to(device), rgb_batch.to(device)):
+        g = torch.Generator(device=device).manual_seed(0)
         a = augment(x, 1.0, g)
         assert a.device == x.device and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
-        assert torch.equal(a, augment(x, 1.0, torch.Generator(device="cuda").manual_seed(0)))
+        assert torch.equal(a, augment(x, 1.0, torch.Generator(device=device).manual_seed(0)))
         assert augment(x, 1.0, gen()).device == x.device
