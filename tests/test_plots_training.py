@@ -18,7 +18,8 @@ from hcl_core.plots.training import (
 
 EVALS = [{"epoch": e, "linear_probe_acc": 0.9 + e / 100, "few_shot_probe_acc": 0.8 + e / 100,
           "knn_acc": 0.85, "alignment": 0.4, "uniformity": -2.0, "clamp_share": 0.0} for e in (0, 5, 10)]
-RAW = {"raw": {"linear_probe_acc": 0.967, "few_shot_probe_acc": 0.884, "knn_acc": 0.903}}
+RAW = {"raw": {"linear_probe_acc": 0.967, "few_shot_probe_acc": 0.884, "knn_acc": 0.903},
+       "random_init": {"linear_probe_acc": 0.95, "few_shot_probe_acc": 0.70, "knn_acc": 0.84}}
 
 
 def test_thin_keeps_the_ends_and_at_most_max_points():
@@ -50,7 +51,9 @@ def test_probe_figure_has_a_curve_per_probe_and_labelled_raw_baselines_on_altern
     # Sorted by value, the labels go above, below, above-left: close baselines do not overlap.
     assert labels["raw pixels 0.967"].yanchor == "bottom" and labels["raw pixels 0.903"].yanchor == "top"
     assert labels["raw pixels 0.884"].xanchor == "left"
-    assert fig.layout.yaxis.range[0] == pytest.approx(0.8 - 0.05) and fig.layout.yaxis.range[1] == 1.0
+    dashed = sorted(round(sh.y0, 3) for sh in fig.layout.shapes if sh.line.dash == "dash")
+    assert dashed == [0.70, 0.84, 0.95], "the random encoder's accuracies as dashed reference lines"
+    assert fig.layout.yaxis.range[0] == pytest.approx(0.70 - 0.05) and fig.layout.yaxis.range[1] == 1.0
 
 
 def test_geometry_figure_has_a_title_and_two_panels():

@@ -74,10 +74,10 @@ def loss_figure(series: Sequence[Series], *, smooth: float = 0.8, height: int = 
 
 def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | None = None,
                  *, height: int = 300) -> go.Figure:
-    """Probe accuracies per evaluated epoch, with the raw-pixel baseline as dashed lines.
+    """Probe accuracies per evaluated epoch, against two baselines per probe.
 
-    Epoch 0 is the randomly initialised encoder, so the first point of each curve is the
-    random-encoder baseline and everything above it is what training added.
+    Dotted, labelled: the same probe on raw pixels. Dashed: the randomly initialised encoder
+    (epoch 0, also each curve's first point); what lies above it is what training added.
     """
     fig = go.Figure()
     epochs = [e["epoch"] for e in evals]
@@ -92,6 +92,9 @@ def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | Non
         raw = ((baseline or {}).get("raw") or {}).get(key)
         if raw is not None:
             raw_lines.append((raw, color))
+        random_init = ((baseline or {}).get("random_init") or {}).get(key)
+        if random_init is not None:  # also the curve's epoch-0 point: a line shows what training added
+            fig.add_hline(y=random_init, line=dict(color=color, dash="dash", width=1), opacity=0.45)
     # Labels alternate above and below their lines, left and right, so close baselines stay legible.
     places = ("top right", "bottom right", "top left", "bottom left")
     for (raw, color), place in zip(sorted(raw_lines, reverse=True), places, strict=False):
@@ -99,13 +102,14 @@ def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | Non
                       annotation_text=f"raw pixels {raw:.3f}", annotation_position=place,
                       annotation_font=dict(size=11, color=color))
     fig.update_yaxes(range=_accuracy_range(evals, baseline))
-    return styled(fig, title="Probe accuracy (epoch 0 = random encoder; dotted = raw pixels)",
+    return styled(fig, title="Probe accuracy (dashed = random encoder, dotted = raw pixels)",
                   x="epoch", y="test accuracy", height=height)
 
 
 def _accuracy_range(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | None) -> list[float]:
     values = [e[k] for e in evals for k in _PROBE_COLORS if e.get(k) is not None]
-    values += [v for k, v in ((baseline or {}).get("raw") or {}).items() if k in _PROBE_COLORS]
+    values += [v for kind in ("raw", "random_init") for k, v in ((baseline or {}).get(kind) or {}).items()
+               if k in _PROBE_COLORS]
     low = min(values, default=0.0)
     return [max(0.0, low - 0.05), 1.0]
 
