@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from page_runs import clear_caches, copy_runs
+from page_runs import clear_caches
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
@@ -17,25 +17,7 @@ from hcl_core.store import load_run
 from ui import run_files
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> dict[str, Path]:
-    """A models folder holding the three tiny runs (SimCLR, HCL β=1, H-SCL β=1, seed 0)."""
-    return copy_runs(tmp_path_factory.mktemp("cmp_models"))
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    clear_caches()
-    yield
-    clear_caches()
-
-
-@pytest.fixture
-def models(store, monkeypatch) -> dict[str, Path]:
-    monkeypatch.setenv("HCL_MODELS_DIR", str(next(iter(store.values())).parent))
-    return store
+pytestmark = pytest.mark.usefixtures("streamlit_caches")
 
 
 @pytest.fixture
@@ -70,10 +52,10 @@ def test_empty_store_shows_a_helpful_message(tmp_path, monkeypatch):
     assert not at.get("plotly_chart") and not at.dataframe
 
 
-def test_default_runs_curves_table_embeddings(models):
+def test_default_runs_curves_table_embeddings(tiny_models):
     at = run_page()
     # One run per loss, the papers' trio in its order (not simply the three newest).
-    assert at.multiselect(key="cmp_runs").value == [str(models[k]) for k in ("info_nce", "hcl", "hard_supcon")]
+    assert at.multiselect(key="cmp_runs").value == [str(tiny_models[k]) for k in ("info_nce", "hcl", "hard_supcon")]
     table = at.dataframe[0].value
     assert list(table["run"]) == ["UCL / SimCLR", "HCL β=1", "H-SCL β=1", "raw pixels (digits)",
                                   "random-init encoder (digits)"]
@@ -93,16 +75,16 @@ def test_default_runs_curves_table_embeddings(models):
     assert "Sweep" in "\n".join(e.value for e in (*at.subheader, *at.info))  # the Sweeps tab rendered
 
 
-def test_csv_download_holds_the_table(models, downloads):
+def test_csv_download_holds_the_table(tiny_models, downloads):
     at = run_page()
-    at.multiselect(key="cmp_runs").set_value([str(models["info_nce"]), str(models["hcl"])]).run()
+    at.multiselect(key="cmp_runs").set_value([str(tiny_models["info_nce"]), str(tiny_models["hcl"])]).run()
     assert not at.exception
     rows = list(csv.DictReader(io.StringIO(downloads["comparison.csv"].decode())))
     assert [r["run"] for r in rows] == ["UCL / SimCLR", "HCL β=1", "raw pixels (digits)",
                                         "random-init encoder (digits)"]
-    summary = load_run(models["hcl"]).summary
+    summary = load_run(tiny_models["hcl"]).summary
     hcl = rows[1]
-    assert hcl["loss"] == "hcl" and hcl["β"] == "1.0" and hcl["run id"] == models["hcl"].name
+    assert hcl["loss"] == "hcl" and hcl["β"] == "1.0" and hcl["run id"] == tiny_models["hcl"].name
     assert float(hcl["linear probe"]) == pytest.approx(summary["linear_probe_acc"])
     assert float(hcl["same-class mass"]) == pytest.approx(summary["same_class_mass"])
     raw = rows[2]
@@ -113,7 +95,7 @@ def test_csv_download_holds_the_table(models, downloads):
     assert html_button and html_button[0].proto.deferred_file_id  # built only when clicked
 
 
-def test_no_selection(models):
+def test_no_selection(tiny_models):
     at = run_page()
     at.multiselect(key="cmp_runs").set_value([]).run()
     assert not at.exception
@@ -122,29 +104,30 @@ def test_no_selection(models):
     assert not at.get("plotly_chart")
 
 
-def test_run_files_download_a_bundle_that_imports_elsewhere(models, downloads, tmp_path, monkeypatch):
+def test_run_files_download_a_bundle_that_imports_elsewhere(tiny_models, downloads, tmp_path, monkeypatch):
     at = run_page()
-    at.selectbox(key="files_run").set_value(models["hcl"].name).run()
+    at.selectbox(key="files_run").set_value(tiny_models["hcl"].name).run()
     assert not at.exception, at.exception
     button = next(b for b in at.get("download_button") if b.proto.label.endswith("(.zip)"))
     assert button.proto.deferred_file_id, "the zip is built only when clicked"
-    data = run_files.bundle_bytes(models["hcl"])
+    data = run_files.bundle_bytes(tiny_models["hcl"])
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         names = zf.namelist()
-    assert f"{models['hcl'].name}/config.json" in names and f"{models['hcl'].name}/snapshots/epoch_0002.npz" in names
+    top = tiny_models["hcl"].name
+    assert f"{top}/config.json" in names and f"{top}/snapshots/epoch_0002.npz" in names
 
     # The bundle imports on another machine, through the page's uploader.
     elsewhere = tmp_path / "elsewhere"
     monkeypatch.setenv("HCL_MODELS_DIR", str(elsewhere))
     clear_caches()
     at = run_page()
-    at.get("file_uploader")[0].set_value((f"{models['hcl'].name}.zip", data, "application/zip")).run()
+    at.get("file_uploader")[0].set_value((f"{tiny_models['hcl'].name}.zip", data, "application/zip")).run()
     assert not at.exception, at.exception
     assert any("Imported as" in s.value for s in at.success), [s.value for s in at.success]
-    imported = load_run(elsewhere / models["hcl"].name)
-    assert imported.summary == load_run(models["hcl"]).summary
+    imported = load_run(elsewhere / tiny_models["hcl"].name)
+    assert imported.summary == load_run(tiny_models["hcl"]).summary
     at.run()  # a rerun with the same upload does not import it a second time
-    assert [p.name for p in elsewhere.iterdir() if not p.name.startswith(".")] == [models["hcl"].name]
+    assert [p.name for p in elsewhere.iterdir() if not p.name.startswith(".")] == [tiny_models["hcl"].name]
 
 
 def test_run_files_refuse_a_bad_bundle_with_a_message(tmp_path, monkeypatch):

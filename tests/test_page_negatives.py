@@ -6,29 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from page_runs import clear_caches, copy_runs
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "negatives.py")
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> dict[str, Path]:
-    """A models folder holding the three tiny runs (SimCLR, HCL β=1, H-SCL β=1)."""
-    return copy_runs(tmp_path_factory.mktemp("neg_models"))
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    clear_caches()
-    yield
-    clear_caches()
-
-
-@pytest.fixture
-def models(store, monkeypatch) -> dict[str, Path]:
-    monkeypatch.setenv("HCL_MODELS_DIR", str(next(iter(store.values())).parent))
-    return store
+pytestmark = pytest.mark.usefixtures("streamlit_caches")
 
 
 def run_page(run: Path | None = None) -> AppTest:
@@ -57,8 +38,8 @@ def test_empty_store_says_how_to_make_a_run(tmp_path, monkeypatch):
     assert not at.get("plotly_chart")
 
 
-def test_histograms_and_beta_curves_for_every_loss(models):
-    at = run_page(models["hard_supcon"])
+def test_histograms_and_beta_curves_for_every_loss(tiny_models):
+    at = run_page(tiny_models["hard_supcon"])
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # histograms (small multiples) and the two β panels
     hist = spec(at, 0)
@@ -79,8 +60,8 @@ def test_histograms_and_beta_curves_for_every_loss(models):
     assert "β multiplies s = cos/τ" in shown and "0 by construction" in shown
 
 
-def test_preview_beta_changes_the_tilted_losses_only(models):
-    run = models["hcl"]
+def test_preview_beta_changes_the_tilted_losses_only(tiny_models):
+    run = tiny_models["hcl"]
     at = run_page(run)
     slider = at.slider(key=f"neg_beta:{run.name}")
     assert slider.value == 1.0  # the run's own β
@@ -98,8 +79,8 @@ def test_preview_beta_changes_the_tilted_losses_only(models):
     assert any(s.get("x0") == 6.0 for s in sweep["layout"]["shapes"])  # the marker follows the slider
 
 
-def test_another_tau_epoch_and_fewer_losses(models):
-    run = models["info_nce"]
+def test_another_tau_epoch_and_fewer_losses(tiny_models):
+    run = tiny_models["info_nce"]
     at = run_page(run)
     before = numbers(at)["UCL / SimCLR (InfoNCE)"]["effective negatives"]
     at.toggle(key="neg_other_tau").set_value(True).run()
