@@ -160,9 +160,11 @@ class Job:
                 s.state = "failed"
                 s.message = f"the training process ended unexpectedly (exit code {code}). {tail}".strip()
             s.stderr_tail = list(self._stderr)
-        self._done.set()
+        # Before _done: whoever waits for this job finds the manager settled (the next spare
+        # worker already started), not in the middle of it.
         if self._on_end is not None:
             self._on_end()
+        self._done.set()
 
     def _read_stderr(self) -> None:
         try:
