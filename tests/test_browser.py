@@ -87,7 +87,8 @@ def test_train_live_stop_and_every_page(app):
             "draws the buttons before it handles the click (fix: st.rerun() after job.stop())"
         ) from e
     _assert_no_exception(page, "Train page after Stop")
-    stopped_points = chart_points(page)["points"]
+    # The Stop reran the page, which draws the chart anew: read it once it is drawn again.
+    stopped_points = wait_for_loss_points(page, 1, timeout_s=15)["points"]
     time.sleep(1.5)  # no more refreshes: the curve stays as it was
     assert chart_points(page)["points"] == stopped_points
 
