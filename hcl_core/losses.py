@@ -532,7 +532,7 @@ def negative_weights(
     _check_tau_plus(tau_plus)
     with torch.no_grad():
         v = _views(z1, z2, labels, tau)
-        candidates = v.candidates
+        candidates = v.candidates.clone()  # the cached mask must not be handed out: a caller may change it
         same_class = (
             candidates & (v.labels[:, None] == v.labels[None, :])
             if v.labels is not None
