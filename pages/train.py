@@ -39,12 +39,14 @@ def _init_from_url() -> None:
 def _set_controls(config: RunConfig) -> None:
     for name, value in config.to_dict().items():
         st.session_state[KEY + name] = "" if value is None else value
-    if config.batch_size not in BATCH_SIZES:
-        BATCH_SIZES.append(config.batch_size)
-        BATCH_SIZES.sort()
-    if config.lr not in LEARNING_RATES:
-        LEARNING_RATES.append(config.lr)
-        LEARNING_RATES.sort()
+
+
+def _steps_with_current(steps: list, name: str) -> list:
+    """A select slider's steps plus the control's current value (a link may hold any valid one).
+
+    Derived at every run: a value missing from the steps would be reset to the first step.
+    """
+    return sorted({*steps, st.session_state[KEY + name]})
 
 
 def _keep_hidden_values() -> None:
@@ -94,10 +96,11 @@ def _controls() -> tuple[RunConfig | None, str | None]:
         sb.caption(f"{LOSS_LABELS[loss].split(' (')[0]} does not use " +
                    " or ".join({"beta": "β", "tau_plus": "τ⁺"}[p] for p in hidden) + ".")
     sb.selectbox("Encoder", FIELDS["encoder"].choices, key=KEY + "encoder", help=_help("encoder"))
-    sb.select_slider("Batch size", BATCH_SIZES, key=KEY + "batch_size", help=_help("batch_size"))
+    sb.select_slider("Batch size", _steps_with_current(BATCH_SIZES, "batch_size"), key=KEY + "batch_size",
+                     help=_help("batch_size"))
     sb.number_input("Epochs", min_value=1, max_value=1000, step=5, key=KEY + "epochs", help=_help("epochs"))
-    sb.select_slider("Learning rate", LEARNING_RATES, key=KEY + "lr", format_func=lambda v: f"{v:g}",
-                     help=_help("lr"))
+    sb.select_slider("Learning rate", _steps_with_current(LEARNING_RATES, "lr"), key=KEY + "lr",
+                     format_func=lambda v: f"{v:g}", help=_help("lr"))
     sb.slider("Augmentation strength", 0.0, 2.0, step=0.1, key=KEY + "aug_strength", help=_help("aug_strength"))
     sb.number_input("Seed", min_value=0, step=1, key=KEY + "seed", help=_help("seed"))
     sb.selectbox("Device", FIELDS["device"].choices, key=KEY + "device", help=_help("device"))

@@ -101,6 +101,16 @@ def test_a_link_fills_the_controls_and_reset_restores_the_defaults(models):
     assert "loss" not in at.query_params
 
 
+def test_a_link_with_values_between_the_slider_steps_keeps_them_across_reruns(models):
+    at = open_page({"batch_size": "100", "lr": "0.002", "seed": "4"})
+    at.sidebar.number_input(key="cfg_epochs").set_value(4).run()  # any later rerun
+    at.sidebar.selectbox(key="cfg_loss").set_value("supcon").run()
+    assert not at.exception, at.exception
+    assert at.sidebar.select_slider(key="cfg_batch_size").value == 100
+    assert at.sidebar.select_slider(key="cfg_lr").value == pytest.approx(0.002)
+    assert at.query_params["batch_size"] == "100" and at.query_params["lr"] == "0.002"
+
+
 def test_start_trains_in_the_background_then_the_page_shows_the_finished_run(models):
     # The run is tiny through the link (200 training samples); the widgets set the rest.
     at = open_page({"max_train": "200", "eval_size": "100", "threads": "1"})
