@@ -212,15 +212,15 @@ def _log_tilted_mass(v: _Views, neg_mask: Tensor, log_n: Tensor | float, beta: f
                      detach_weights: bool) -> Tensor:
     """log R_i(beta) = log n_i + LSE_k((1+beta) s_ik) - LSE_k(beta s_ik) over ``neg_mask``.
 
-    ``log_n`` is ``log n_i``, the log of the number of negatives of each row (the callers know
-    it from the batch's class sizes: summing the boolean mask would convert it to int64 first).
-
     That is ``log n_i + LSE_k(log w_ik + s_ik)`` with ``w_ik = softmax_k(beta s_ik)``. With the
     row max ``m_i`` over the negatives (detached: it cancels from the value, so not
     differentiating it is exact), ``t = e^{s - m}`` and ``u = e^{beta (s - m)}`` lie in (0, 1] and
     equal 1 at the hardest negative, so both sums below are >= 1 whatever tau and beta:
 
         log R_i = log n_i + m_i + log sum_k u_ik t_ik - log sum_k u_ik
+
+    ``log_n`` is ``log n_i``, the log of the number of negatives of each row (the callers know
+    it from the batch's class sizes: summing the boolean mask would convert it to int64 first).
 
     ``detach_weights`` stops the gradient through the importance weights (``u``), so that they
     act as constants (a re-weighting of the plain InfoNCE gradient); by default, as in the
@@ -534,7 +534,7 @@ def negative_weights(
         v = _views(z1, z2, labels, tau)
         candidates = v.candidates.clone()  # the cached mask must not be handed out: a caller may change it
         same_class = (
-            candidates & (v.labels[:, None] == v.labels[None, :])
+            candidates & v.same_class
             if v.labels is not None
             else torch.zeros_like(candidates)
         )
