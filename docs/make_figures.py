@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hcl_core.losses import LOSS_LABELS  # noqa: E402
 from hcl_core.plots.sweep import beta_curve_figure  # noqa: E402
 from hcl_core.plots.theory import bound_figure, gap_figure  # noqa: E402
-from hcl_core.sweep import has_beta, load_sweep, summarize  # noqa: E402
+from hcl_core.registry import LOSSES  # noqa: E402
+from hcl_core.sweep import load_sweep, summarize  # noqa: E402
 from hcl_core.theory import COARSE_BETAS, run_curves  # noqa: E402
 
 METRICS = ("knn_acc", "linear_probe_acc", "few_shot_probe_acc")
@@ -52,16 +52,16 @@ def theory_table(runs) -> str:
         if r.state != "finished" or not r.snapshot_epochs():
             continue
         c = run_curves(r, betas=COARSE_BETAS, diagnostics=False)
-        key = (r.config.loss, r.config.beta if has_beta(r.config.loss) else None)
+        key = (r.config.loss, r.config.beta if LOSSES[r.config.loss].tilts else None)
         verdicts[key].append(c)
     head = ["trained with", "β", *(f"holds at β={b:g}" for b in COARSE_BETAS), "H-UCL − H-SCL at β=1",
             "UCL ≤ H-SCL(β=1)", "partner − same-class s"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     i1 = COARSE_BETAS.index(1.0)
-    order = list(LOSS_LABELS)
+    order = list(LOSSES)
     for (loss, beta), cs in sorted(verdicts.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1] or 0.0)):
         n = len(cs)
-        cells = [LOSS_LABELS.get(loss, loss), "–" if beta is None else f"{beta:g}"]
+        cells = [LOSSES[loss].label, "–" if beta is None else f"{beta:g}"]
         cells += [f"{sum(bool(c.holds[k]) for c in cs)}/{n}" for k in range(len(COARSE_BETAS))]
         gaps = [c.gap[i1] for c in cs]
         cells.append(f"{sum(gaps) / n:+.3f}")
@@ -102,7 +102,7 @@ def main() -> int:
                 continue
             c = run_curves(run)
             name = f"{folder.name}-theory-{loss}"
-            title = f"{LOSS_LABELS[loss]}{f', β = {beta:g}' if beta is not None else ''}, seed 0: last snapshot"
+            title = f"{LOSSES[loss].label}{f', β = {beta:g}' if beta is not None else ''}, seed 0: last snapshot"
             print("wrote", save(bound_figure(c, title=title), a.out / name), file=sys.stderr)
             by_epoch = {e: run_curves(run, e, betas=COARSE_BETAS, diagnostics=False) for e in run.snapshot_epochs()}
             print("wrote", save(gap_figure(by_epoch), a.out / f"{name}-gap", height=340), file=sys.stderr)

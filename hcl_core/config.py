@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .losses import LOSS_PARAMS, LOSSES
+from .registry import DATASETS, LOSSES, dataset_spec, loss_spec
 
-DATASET_NAMES = ("digits", "synthetic", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder")
+DATASET_NAMES = tuple(DATASETS)
 ENCODER_NAMES = ("mlp", "cnn", "resnet18")
 DEVICE_NAMES = ("auto", "cpu", "cuda")
 
@@ -157,32 +157,30 @@ class RunConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
-        if self.dataset not in ("digits", "synthetic") and not self.data_root:
+        data = dataset_spec(self.dataset)
+        if data.needs_root and not self.data_root:
+            bundled = ", ".join(n for n, d in DATASETS.items() if not d.needs_root)
             raise ConfigError(
                 "data_root",
                 f"data set {self.dataset!r} is read from local files: set data_root to the folder "
-                "holding them (only digits and synthetic are bundled)",
+                f"holding them (only {bundled} need no files)",
             )
-        if self.dataset == "synthetic" and self.encoder != "mlp":
-            raise ConfigError("encoder", "the synthetic data set is a set of vectors: use encoder mlp")
+        if self.encoder not in data.encoders:
+            raise ConfigError("encoder", f"encoder {self.encoder!r} does not accept {self.dataset} samples: "
+                                         f"use {' or '.join(data.encoders)}")
+        # What the loss does not read is normalised, so that two configs that train identically
+        # are equal (run names, sweep groups, "is this the run on screen" all compare configs).
+        spec = loss_spec(self.loss)
+        for name in ("beta", "tau_plus"):
+            if not spec.reads(name):
+                object.__setattr__(self, name, 0.0)
+        if not spec.detachable:
+            object.__setattr__(self, "detach_weights", False)
 
     # -- the hyper-parameters the chosen loss actually reads -------------------------------
     @property
     def loss_params(self) -> tuple[str, ...]:
-        return LOSS_PARAMS[self.loss]
-
-    def effective(self) -> dict[str, Any]:
-        """The config as a dict with hyper-parameters the loss ignores set to their defaults.
-
-        Two configs that train identically compare equal here (used to name and find runs).
-        """
-        d = self.to_dict()
-        for p in ("beta", "tau_plus"):
-            if p not in self.loss_params:
-                d[p] = 0.0
-        if self.loss not in ("hcl", "hard_supcon"):
-            d["detach_weights"] = False
-        return d
+        return loss_spec(self.loss).params
 
     def short_name(self) -> str:
         """e.g. ``hcl-b1-t0.5-tp0.1-s0`` (only the parameters the loss uses)."""
@@ -220,8 +218,11 @@ class RunConfig:
     def to_query(self) -> dict[str, str]:
         """URL query parameters holding the fields that differ from the defaults."""
         default = RunConfig()
+        spec = loss_spec(self.loss)
         out = {}
         for k, v in self.to_dict().items():
+            if k in ("beta", "tau_plus", "detach_weights") and not spec.reads(k):
+                continue  # normalised away: a link need not carry it
             if v != getattr(default, k):
                 out[k] = "none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
         return out

@@ -37,11 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import registry
+
 __all__ = [
     "LOSSES",
-    "LOSS_LABELS",
     "NegativeWeights",
     "clamp_share",
+    "compute_loss",
     "dcl",
     "effective_negatives",
     "h_ucl",
@@ -412,6 +414,7 @@ def hard_supcon(
     return torch.where(pairs, pair_loss, 0.0).sum() / n_pairs
 
 
+#: The loss functions by name; what each one is and reads is in :data:`hcl_core.registry.LOSSES`.
 LOSSES: dict[str, Callable[..., Tensor]] = {
     "info_nce": info_nce,
     "dcl": dcl,
@@ -420,28 +423,7 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "supcon": supcon,
     "hard_supcon": hard_supcon,
 }
-
-#: Human-readable names, as the app shows them.
-LOSS_LABELS: dict[str, str] = {
-    "info_nce": "UCL / SimCLR (InfoNCE)",
-    "dcl": "DCL (debiased)",
-    "hcl": "HCL (hard negatives)",
-    "h_ucl": "H-UCL (HCL without debiasing)",
-    "supcon": "SCL / SupCon",
-    "hard_supcon": "H-SCL (hard supervised)",
-}
-
-#: Which hyper-parameters each loss reads: the CLI and the app hide the others.
-LOSS_PARAMS: dict[str, tuple[str, ...]] = {
-    "info_nce": ("tau",),
-    "dcl": ("tau", "tau_plus"),
-    "hcl": ("tau", "beta", "tau_plus"),
-    "h_ucl": ("tau", "beta"),
-    "supcon": ("tau",),
-    "hard_supcon": ("tau", "beta"),
-}
-
-SUPERVISED = frozenset({"supcon", "hard_supcon"})
+assert LOSSES.keys() == registry.LOSSES.keys(), "every registered loss needs a function, and no more"
 
 
 def compute_loss(
@@ -455,18 +437,13 @@ def compute_loss(
     tau_plus: float = 0.0,
     detach_weights: bool = False,
 ) -> Tensor:
-    """Call the loss ``name`` with only the arguments it takes (labels only for supervised ones)."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    kwargs: dict = {"tau": tau}
-    params = LOSS_PARAMS[name]
-    if "beta" in params:
-        kwargs["beta"] = beta
-    if "tau_plus" in params:
-        kwargs["tau_plus"] = tau_plus
-    if name in ("hcl", "hard_supcon"):
+    """Call the loss ``name`` with only the arguments its registry record says it reads."""
+    spec = registry.loss_spec(name)
+    given = {"tau": tau, "beta": beta, "tau_plus": tau_plus}
+    kwargs: dict = {p: given[p] for p in spec.params}
+    if spec.detachable:
         kwargs["detach_weights"] = detach_weights
-    if name in SUPERVISED:
+    if spec.supervised:
         return LOSSES[name](z1, z2, labels, **kwargs)
     return LOSSES[name](z1, z2, **kwargs)
 
@@ -526,8 +503,7 @@ def negative_weights(
 
     Rows of anchors without any eligible negative are all zero. Computed without gradient.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    spec = registry.loss_spec(loss)
     _check_beta(beta)
     _check_tau_plus(tau_plus)
     with torch.no_grad():
@@ -538,8 +514,10 @@ def negative_weights(
             if v.labels is not None
             else torch.zeros_like(candidates)
         )
-        tilt = {"info_nce": 0.0, "supcon": 0.0, "dcl": 0.0}.get(loss, beta)
-        eligible = candidates & ~same_class if loss == "hard_supcon" else candidates
+        tilt = beta if spec.tilts else 0.0
+        # Supervised losses with a tilt drop same-class views from the negatives (H-SCL);
+        # SupCon keeps them in its denominator.
+        eligible = candidates & ~same_class if spec.supervised and spec.tilts else candidates
         logits = ((1.0 + tilt) * v.sim).masked_fill(~eligible, -math.inf)
         has_any = eligible.any(dim=1, keepdim=True)
         logits = torch.where(has_any, logits, torch.zeros_like(logits))

@@ -1,7 +1,7 @@
 """Sweeps: a grid of runs (losses x betas x seeds), run in parallel, summarised over seeds.
 
 ``python -m hcl_core sweep --losses info_nce,hcl --betas 0,1,2 --seeds 0,1,2 --epochs 30``
-expands the grid (:func:`expand_grid`: a loss whose ``LOSS_PARAMS`` has no ``beta`` runs once
+expands the grid (:func:`expand_grid`: a loss that does not tilt (reads no ``beta``) runs once
 per seed), trains every run with :func:`hcl_core.train.train` and writes, under
 ``<out>/<sweep-name>/``::
 
@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import FIELDS, ConfigError, RunConfig
-from .losses import LOSS_LABELS, LOSS_PARAMS, LOSSES
+from .registry import LOSSES
 
 __all__ = [
     "DEFAULT_BETAS",
@@ -127,7 +127,7 @@ def _number(item: str, flag: str, *, whole: bool) -> float | int:
 
 def has_beta(loss: str) -> bool:
     """Whether ``loss`` reads beta (so the sweep varies it)."""
-    return "beta" in LOSS_PARAMS[loss]
+    return LOSSES[loss].tilts
 
 
 def check_losses(losses: Sequence[str]) -> None:
@@ -141,7 +141,7 @@ def expand_grid(base: RunConfig, losses: Sequence[str], betas: Sequence[float],
                 seeds: Sequence[int]) -> list[RunConfig]:
     """Every run of the sweep, in order loss, beta, seed.
 
-    A loss with ``beta`` in its ``LOSS_PARAMS`` runs once per (beta, seed); any other loss once
+    A loss that reads ``beta`` runs once per (beta, seed); any other loss once
     per seed, with ``beta = 0`` stored (the value it ignores), so ``len`` is
     ``sum(len(betas) if has_beta(l) else 1 for l in losses) * len(seeds)``. Every other field
     comes from ``base``. Out-of-range values raise :class:`SweepError` naming the flag.
@@ -163,7 +163,7 @@ def expand_grid(base: RunConfig, losses: Sequence[str], betas: Sequence[float],
 
 def group_key(config: RunConfig) -> tuple:
     """What a run measures apart from its seed: runs with equal keys are averaged together."""
-    d = config.effective()
+    d = config.to_dict()  # a config normalises what its loss does not read
     return tuple((k, d[k]) for k in FIELDS if k not in _NOT_GROUPING)
 
 
@@ -209,7 +209,7 @@ def summarize(runs: Iterable[Any], metrics: Sequence[str] = SUMMARY_METRICS) -> 
     rows = []
     for g in groups.values():
         c: RunConfig = g["config"]
-        row: dict[str, Any] = {"loss": c.loss, "label": LOSS_LABELS.get(c.loss, c.loss),
+        row: dict[str, Any] = {"loss": c.loss, "label": LOSSES[c.loss].label,
                                "beta": c.beta if has_beta(c.loss) else None}
         row.update({k: getattr(c, k) if _reads(c, k) else None for k in varying})
         row["seeds"] = sorted(r.config.seed for r in g["done"])
@@ -224,12 +224,9 @@ def summarize(runs: Iterable[Any], metrics: Sequence[str] = SUMMARY_METRICS) -> 
 
 
 def _reads(config: RunConfig, name: str) -> bool:
-    """Whether the field ``name`` matters for ``config`` (``effective()`` resets the ones that do not)."""
-    if name in ("beta", "tau_plus"):
-        return name in config.loss_params
-    if name == "detach_weights":
-        return config.loss in ("hcl", "hard_supcon")
-    return True
+    """Whether the field ``name`` matters for ``config``'s loss (every field but the loss's unread ones)."""
+    spec = LOSSES[config.loss]
+    return spec.reads(name) if name in ("beta", "tau_plus", "detach_weights") else True
 
 
 def _varying_fields(configs: Sequence[RunConfig]) -> list[str]:

@@ -30,7 +30,8 @@ from . import data as data_lib
 from .config import RunConfig
 from .encoders import ContrastiveModel, build_encoder, resolve_device
 from .evaluate import alignment, evaluate_features, uniformity
-from .losses import SUPERVISED, clamp_share, compute_loss, effective_negatives, negative_weights, same_class_mass
+from .losses import clamp_share, compute_loss, effective_negatives, negative_weights, same_class_mass
+from .registry import LOSSES
 from .store import DEFAULT_ROOT, RunWriter
 
 Callback = Callable[[dict[str, Any]], None]
@@ -175,7 +176,7 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     shuffle_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    supervised = config.loss in SUPERVISED
+    supervised = LOSSES[config.loss].supervised
 
     writer = RunWriter(root, config) if write else None
     t0 = time.perf_counter()

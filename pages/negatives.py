@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from hcl_core.losses import LOSS_LABELS
 from hcl_core.plots.negatives import (
     BETA_GRID,
     WeightStats,
@@ -21,10 +20,11 @@ from hcl_core.plots.negatives import (
     weight_histogram_figure,
     weight_stats,
 )
+from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError
 from ui import pick_run, snapshot
 
-ALL_LOSSES = list(LOSS_LABELS)
+ALL_LOSSES = list(LOSSES)
 CHART_CONFIG = {"displaylogo": False}
 
 
@@ -59,7 +59,7 @@ def controls(run: Run) -> tuple[int, list[str], float, float]:
     if beta_key not in st.session_state:
         st.session_state[beta_key] = float(min(c.beta, 10.0)) if uses_beta(c.loss) else 1.0
     losses = st.multiselect("Losses", ALL_LOSSES, default=ALL_LOSSES, key="neg_losses",
-                            format_func=lambda name: LOSS_LABELS[name])
+                            format_func=lambda name: LOSSES[name].label)
     left, mid, right = st.columns([3, 3, 2], gap="large")
     if len(epochs) > 1:
         epoch = left.select_slider("Snapshot (epoch)", epochs, key=epoch_key,
@@ -81,7 +81,7 @@ def controls(run: Run) -> tuple[int, list[str], float, float]:
 
 
 def numbers_table(stats: list[WeightStats]) -> list[dict]:
-    return [{"loss": LOSS_LABELS[s.loss], "β used": f"{s.beta:g}" if uses_beta(s.loss) else "no β",
+    return [{"loss": LOSSES[s.loss].label, "β used": f"{s.beta:g}" if uses_beta(s.loss) else "no β",
              "same-class weight mass": f"{100 * s.same_mass:.1f} %",
              "effective negatives": round(s.n_eff, 1), "of candidates": s.n_candidates} for s in stats]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from hcl_core.losses import LOSS_LABELS
 from hcl_core.plots.theory import bound_figure, gap_figure, negatives_figure
+from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError, load_run
 from hcl_core.theory import COARSE_BETAS, DEFAULT_BETAS, TheoryCurves, describe, negatives_curves, theory_curves
 from ui import all_runs, load_snapshot, pick_run, run_label
@@ -103,7 +103,7 @@ m3.metric("UCL loss (no β)", f"{c.ucl:.3f}", help="InfoNCE on the same embeddin
 st.plotly_chart(bound_figure(c, title=f"{run_label(run)} · epoch {epoch}"), key="theory_bound",
                 config={"displaylogo": False, "toImageButtonOptions": {"filename": f"theory-{run.run_id}-e{epoch}"}})
 st.markdown(describe(c))
-st.caption(f"Trained with {LOSS_LABELS.get(run.config.loss, run.config.loss)}. Loss values are in nats; with "
+st.caption(f"Trained with {LOSSES[run.config.loss].label}. Loss values are in nats; with "
            f"{c.negatives} negatives a random encoder scores about log({c.negatives + 1}) = "
            f"{np.log(c.negatives + 1):.2f} on every loss.")
 

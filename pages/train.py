@@ -6,17 +6,12 @@ import streamlit as st
 
 from hcl_core.config import FIELDS, ConfigError, RunConfig
 from hcl_core.jobs import JobLimitError, JobState
-from hcl_core.losses import LOSS_LABELS, LOSS_PARAMS
 from hcl_core.plots import LOSS_COLORS
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
+from hcl_core.registry import LOSSES
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run
 from ui.formulas import EXPLANATIONS, FORMULAS
 
-DATASET_LABELS = {
-    "digits": "digits (bundled, 8×8)", "synthetic": "synthetic (Gaussian mixture)", "mnist": "MNIST",
-    "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-    "image_folder": "image folder",
-}
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 KEY = "cfg_"  # session-state prefix of the config widgets
@@ -74,7 +69,7 @@ def _controls() -> tuple[RunConfig | None, str | None]:
     _keep_hidden_values()
     sb = st.sidebar
     sb.header("Run configuration")
-    dataset = sb.selectbox("Data set", list(DATASET_LABELS), format_func=DATASET_LABELS.get,
+    dataset = sb.selectbox("Data set", list(DATASETS), format_func=lambda n: DATASETS[n].label,
                            key=KEY + "dataset", help=_help("dataset"))
     if dataset not in ("digits", "synthetic"):
         sb.text_input("Data folder", key=KEY + "data_root", help=_help("data_root"),
@@ -82,9 +77,9 @@ def _controls() -> tuple[RunConfig | None, str | None]:
     if dataset == "synthetic":
         sb.slider("Class overlap", 0.0, 1.0, step=0.05, key=KEY + "synthetic_overlap",
                   help=_help("synthetic_overlap"))
-    loss = sb.selectbox("Loss", list(LOSS_LABELS), format_func=LOSS_LABELS.get, key=KEY + "loss",
+    loss = sb.selectbox("Loss", list(LOSSES), format_func=lambda n: LOSSES[n].label, key=KEY + "loss",
                         help="The contrastive objective. The formula is shown above the charts.")
-    used = LOSS_PARAMS[loss]
+    used = LOSSES[loss].params
     if "beta" in used:
         sb.slider("Hardness β", 0.0, 20.0, step=0.1, key=KEY + "beta", help=_help("beta") +
                   " β multiplies s = cos/τ, as in the published code.")
@@ -93,7 +88,7 @@ def _controls() -> tuple[RunConfig | None, str | None]:
         sb.slider("Class prior τ⁺", 0.0, 0.5, step=0.01, key=KEY + "tau_plus", help=_help("tau_plus"))
     hidden = [p for p in ("beta", "tau_plus") if p not in used]
     if hidden:
-        sb.caption(f"{LOSS_LABELS[loss].split(' (')[0]} does not use " +
+        sb.caption(f"{LOSSES[loss].short} does not use " +
                    " or ".join({"beta": "β", "tau_plus": "τ⁺"}[p] for p in hidden) + ".")
     sb.selectbox("Encoder", FIELDS["encoder"].choices, key=KEY + "encoder", help=_help("encoder"))
     sb.select_slider("Batch size", _steps_with_current(BATCH_SIZES, "batch_size"), key=KEY + "batch_size",
@@ -107,7 +102,7 @@ def _controls() -> tuple[RunConfig | None, str | None]:
     with sb.expander("Advanced"):
         st.number_input("Evaluate every K epochs", 1, 1000, key=KEY + "snapshot_every",
                         help=_help("snapshot_every"))
-        if loss in ("hcl", "hard_supcon"):
+        if LOSSES[loss].detachable:
             st.checkbox("Detach hardness weights", key=KEY + "detach_weights", help=_help("detach_weights"))
         st.number_input("Projection size", 2, 1024, key=KEY + "feature_dim", help=_help("feature_dim"))
         st.number_input("Hidden width", 8, 4096, key=KEY + "hidden_dim", help=_help("hidden_dim"))
@@ -263,7 +258,7 @@ else:
     st.query_params.from_dict(config.to_query())
 
 chosen_loss = config.loss if config else st.session_state[KEY + "loss"]
-st.markdown(f"**{LOSS_LABELS[chosen_loss]}** — {EXPLANATIONS[chosen_loss]}")
+st.markdown(f"**{LOSSES[chosen_loss].label}** — {EXPLANATIONS[chosen_loss]}")
 st.latex(FORMULAS[chosen_loss])
 
 b1, b2, b3, info = st.columns([1, 1, 1, 5])

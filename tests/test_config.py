@@ -52,9 +52,12 @@ def test_query_round_trip_and_lenient_fallback():
     assert len(notices) == 1 and "tau" in notices[0]
 
 
-def test_effective_config_ignores_parameters_the_loss_does_not_read():
-    a = RunConfig(loss="info_nce", beta=3.0, tau_plus=0.3)
+def test_a_config_normalises_the_parameters_its_loss_does_not_read():
+    a = RunConfig(loss="info_nce", beta=3.0, tau_plus=0.3, detach_weights=True)
     b = RunConfig(loss="info_nce", beta=0.0, tau_plus=0.0)
-    assert a != b and a.effective() == b.effective()
-    assert RunConfig(loss="hcl", beta=3.0).effective() != RunConfig(loss="hcl", beta=0.0).effective()
+    assert a == b and (a.beta, a.tau_plus, a.detach_weights) == (0.0, 0.0, False)
+    assert RunConfig(loss="hcl", beta=3.0) != RunConfig(loss="hcl", beta=0.0)
+    assert RunConfig(loss="h_ucl", tau_plus=0.3, detach_weights=True).tau_plus == 0.0
+    assert RunConfig(loss="hard_supcon", detach_weights=True).detach_weights
+    assert "beta" not in RunConfig(loss="supcon", beta=2.0).to_query()
     assert RunConfig(loss="hcl", beta=0.5, tau_plus=0.1).short_name() == "hcl-b0.5-t0.5-tp0.1-s0"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import hcl_core.plots.negatives as neg
-from hcl_core.losses import LOSS_LABELS
+from hcl_core.registry import LOSSES
 
 N, D, K = 60, 16, 5  # samples, dimensions, classes: 120 anchors, 118 candidates each
 
@@ -79,7 +79,7 @@ def test_one_torch_thread_restores_the_count():
 
 def test_histogram_figure_panels_legend_and_hscl_note(clustered):
     z1, z2, labels = clustered
-    stats = [neg.weight_stats(z1, z2, labels, loss=loss, tau=0.5, beta=2.0) for loss in LOSS_LABELS]
+    stats = [neg.weight_stats(z1, z2, labels, loss=loss, tau=0.5, beta=2.0) for loss in LOSSES]
     fig = neg.weight_histogram_figure(stats)
     titles = [a.text for a in fig.layout.annotations if a.xref == "paper"]
     assert len(titles) == 6 and titles[2].startswith("<b>HCL</b> · β=2") and "same-class" in titles[2]

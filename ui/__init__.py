@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from hcl_core.jobs import JobManager
-from hcl_core.losses import LOSS_LABELS
+from hcl_core.registry import LOSSES
 from hcl_core.store import Run, list_runs, load_npz, load_run
 
 #: How often the live view refreshes while a job trains. The worker trains in its own process,
@@ -63,7 +63,7 @@ def eval_inputs(run_path: str) -> dict:
 
 def run_label(run: Run) -> str:
     c = run.config
-    parts = [LOSS_LABELS.get(c.loss, c.loss).split(" (")[0]]
+    parts = [LOSSES[c.loss].short]
     if "beta" in c.loss_params:
         parts.append(f"β={c.beta:g}")
     parts.append(f"τ={c.tau:g}")

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from ..registry import LOSSES
+
 #: Paul Tol's muted qualitative scheme plus its pale grey: distinguishable with every common
 #: colour-vision deficiency.
 CLASS_COLORS = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE",
                 "#882255", "#44AA99", "#999933", "#AA4499", "#555555")
 CLASS_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star", "pentagon")
 
-#: Okabe-Ito, one colour per loss, fixed so a loss looks the same on every page.
-LOSS_COLORS = {
-    "info_nce": "#000000",
-    "dcl": "#E69F00",
-    "hcl": "#D55E00",
-    "h_ucl": "#CC79A7",
-    "supcon": "#0072B2",
-    "hard_supcon": "#009E73",
-}
+#: Okabe-Ito, one colour per loss (the registry's), fixed so a loss looks the same on every page.
+LOSS_COLORS = {name: spec.color for name, spec in LOSSES.items()}
 ACCENT = "#D55E00"  # hardness, wherever it is highlighted
 MUTED = "#888888"
 

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..config import RunConfig
-from ..losses import LOSS_LABELS
+from ..registry import LOSSES
 from . import LOSS_COLORS, MUTED, RIGHT_LEGEND, class_color, class_symbol, styled
 
 __all__ = [
@@ -60,7 +60,7 @@ def run_colors(losses: Sequence[str]) -> list[str]:
 
 
 def _short_loss(loss: str) -> str:
-    return LOSS_LABELS.get(loss, loss).split(" (")[0]
+    return LOSSES[loss].short if loss in LOSSES else loss
 
 
 _VARYING = (  # (field, how it reads in a legend), appended only when the chosen runs differ in it

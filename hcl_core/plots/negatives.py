@@ -23,7 +23,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from ..losses import LOSS_LABELS, LOSS_PARAMS, effective_negatives, negative_weights, same_class_mass
+from ..losses import effective_negatives, negative_weights, same_class_mass
+from ..registry import LOSSES
 from . import ACCENT, LOSS_COLORS, MUTED, RIGHT_LEGEND, styled
 
 __all__ = [
@@ -46,12 +47,12 @@ SAME_COLOR = ACCENT  # false negatives (the anchor's class)
 
 
 def uses_beta(loss: str) -> bool:
-    return "beta" in LOSS_PARAMS[loss]
+    return LOSSES[loss].tilts
 
 
 def short_label(loss: str) -> str:
     """``"HCL"`` for ``"HCL (hard negatives)"``: the label without its parenthesis."""
-    return LOSS_LABELS.get(loss, loss).split(" (")[0]
+    return LOSSES[loss].short if loss in LOSSES else loss
 
 
 @dataclass(frozen=True)

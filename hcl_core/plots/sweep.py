@@ -16,7 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from ..config import FIELDS
-from ..losses import LOSS_LABELS
+from ..registry import LOSSES
 from . import LOSS_COLORS, MUTED, styled
 from .training import METRIC_LABELS
 
@@ -48,7 +48,7 @@ def _std_or_zero(value: Any) -> float:
 def _trace(row: dict[str, Any]) -> str:
     """The legend name (and key) of the curve a row belongs to: its loss, plus any other field that varies."""
     extra = [(k, row[k]) for k in row if k in FIELDS and k not in ("loss", "beta") and row[k] is not None]
-    name = LOSS_LABELS.get(row["loss"], row["loss"])
+    name = LOSSES[row["loss"]].label if row["loss"] in LOSSES else row["loss"]
     if extra:
         name += " (" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra) + ")"
     return name
