@@ -8,7 +8,7 @@ from hcl_core.config import FIELDS, ConfigError, RunConfig
 from hcl_core.jobs import JobLimitError, JobState
 from hcl_core.plots import LOSS_COLORS
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
-from hcl_core.registry import LOSSES
+from hcl_core.registry import DATASETS, LOSSES
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run
 from ui.formulas import EXPLANATIONS, FORMULAS
 
