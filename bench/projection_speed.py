@@ -28,7 +28,7 @@ def points(n: int = 2000, d: int = 64, seed: int = 0) -> np.ndarray:
 def measure(n: int, warm_reps: int) -> dict:
     """In this process: the first UMAP (imports umap and compiles numba), warm fits, PCA."""
     t0 = time.perf_counter()
-    from hcl_core.project import pca_2d, umap_2d
+    from hcl_core.projection import pca_2d, umap_2d
 
     import_project = time.perf_counter() - t0
     x = points(n)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import FIELDS, ConfigError, RunConfig
+from .threads import set_process_threads
 
 EXIT_USAGE = 2
 
@@ -101,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(str(e))
     try:
+        set_process_threads(config.threads)
         result = train(config, callback=None if args.quiet else ProgressBar(), root=args.out)
     except (DataNotFoundError, ValueError) as e:
         return _fail(str(e))

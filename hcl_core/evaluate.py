@@ -27,11 +27,12 @@ Metrics (docs/LOSSES.md, "Geometry metrics"):
 from __future__ import annotations
 
 import math
-import threading
 import warnings
 from typing import Any
 
 import numpy as np
+
+from .threads import limited_threads
 
 __all__ = [
     "PROBE_C",
@@ -149,28 +150,6 @@ def _pair(z1: Any, z2: Any) -> tuple[np.ndarray, np.ndarray]:
 # Linear probes
 # --------------------------------------------------------------------------------------------
 
-_BLAS_LOCK = threading.Lock()
-_BLAS_CONTROLLER: Any = None
-
-
-def _one_blas_thread() -> Any:
-    """A context that runs numpy/scipy BLAS on one thread.
-
-    The probe does many small matrix products; with the default two OpenBLAS threads on two
-    cores the threads spin-wait for each other and the fit of 1437 x 256 features takes about
-    0.25 s instead of 0.03 s. The limit is process-wide while active (threadpoolctl); a BLAS call
-    elsewhere in that window simply runs on one thread.
-    """
-    global _BLAS_CONTROLLER
-    from threadpoolctl import ThreadpoolController  # a dependency of scikit-learn
-
-    with _BLAS_LOCK:
-        if _BLAS_CONTROLLER is None:
-            _BLAS_CONTROLLER = ThreadpoolController()
-        controller = _BLAS_CONTROLLER
-    return controller.limit(limits=1, user_api="blas")
-
-
 def _fit_probe(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, max_iter: int) -> float:
     """Accuracy of logistic regression on already validated arrays (see :func:`linear_probe_accuracy`)."""
     from sklearn.exceptions import ConvergenceWarning
@@ -187,7 +166,7 @@ def _fit_probe(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarra
     xtr = (xtr - mean) / std
     xte = (xte - mean) / std
     clf = LogisticRegression(C=PROBE_C, solver="lbfgs", max_iter=max_iter)
-    with _one_blas_thread(), warnings.catch_warnings():
+    with limited_threads(), warnings.catch_warnings():
         # Not converging within max_iter still gives a usable probe; the UI cannot show warnings.
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(xtr, ytr)
@@ -282,7 +261,7 @@ def knn_predict(
     n_train, n_classes = len(ytr), len(classes)
     k = min(int(k), n_train)
     pred = np.empty(len(queries), dtype=np.int64)
-    with _one_blas_thread():
+    with limited_threads():
         for start in range(0, len(queries), _KNN_CHUNK):
             sims = queries[start : start + _KNN_CHUNK] @ bank.T  # (b, n_train)
             if k < n_train:

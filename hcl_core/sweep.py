@@ -52,6 +52,7 @@ from typing import Any
 
 from .config import FIELDS, ConfigError, RunConfig
 from .registry import LOSSES
+from .threads import set_process_threads
 
 __all__ = [
     "DEFAULT_BETAS",
@@ -375,6 +376,7 @@ def run_task(config: dict[str, Any], root: str, *, ship_back: bool = False,
     out: dict[str, Any] = {"config": config, "run_dir": None, "summary": {}, "host": socket.gethostname()}
     try:
         cfg = RunConfig.from_dict(config)
+        set_process_threads(cfg.threads)  # a task owns its worker process
         if ship_back:
             from .bundle import export_run
 
@@ -447,7 +449,7 @@ def _run_local(tasks: list[dict[str, Any]], root: Path, workers: int,
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn, not fork: a forked copy of a process that already ran torch can deadlock in its thread
-    # pools. Each config carries its thread budget, which train() applies (torch.set_num_threads).
+    # pools. Each config carries its thread budget, which run_task applies to its process.
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = {pool.submit(run_task, t, str(root)): t for t in tasks}

@@ -34,10 +34,8 @@ Two diagnostics explain the sign of ``gap = h_ucl - h_scl`` (positive: the bound
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +43,7 @@ import numpy as np
 import torch
 
 from .losses import h_ucl, hard_supcon, info_nce, negative_weights, same_class_mass
+from .threads import limited_threads
 
 __all__ = [
     "COARSE_BETAS",
@@ -137,34 +136,6 @@ class TheoryCurves:
         return out
 
 
-_THREADS_LOCK = threading.Lock()
-_threads_users = 0
-_threads_saved = 0
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread while inside (process-wide; nested and concurrent uses are counted).
-
-    The 512 x 512 products here are too small to gain from a second thread, and on a busy
-    two-core machine the extra OpenMP thread spins: measured with another training running,
-    the default grid took 19-33 s on two threads and 1.8 s on one.
-    """
-    global _threads_users, _threads_saved
-    with _THREADS_LOCK:
-        if _threads_users == 0:
-            _threads_saved = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_saved)
-
-
 def _check_betas(betas: Sequence[float]) -> np.ndarray:
     b = np.asarray(list(betas), dtype=float)
     if b.ndim != 1 or len(b) == 0:
@@ -223,7 +194,7 @@ def theory_curves(z1: Any, z2: Any, labels: Any, *, tau: float, betas: Sequence[
     """
     b = _check_betas(betas)
     z1, z2, y = _as_views(z1, z2, labels)
-    with torch.no_grad(), one_torch_thread():
+    with torch.no_grad(), limited_threads():
         h_scl = np.array([float(hard_supcon(z1, z2, y, tau=tau, beta=float(x))) for x in b])
         h_u = np.array([float(h_ucl(z1, z2, tau=tau, beta=float(x))) for x in b])
         share = np.array([float(same_class_mass(negative_weights(z1, z2, y, loss="h_ucl", tau=tau,
@@ -310,7 +281,7 @@ def negatives_curves(z1: Any, z2: Any, labels: Any, *, beta: float, tau: float,
             idx = _two_class_subset(y, size, gen)
             if idx is None:
                 continue
-            with torch.no_grad(), one_torch_thread():
+            with torch.no_grad(), limited_threads():
                 scl.append(float(hard_supcon(z1[idx], z2[idx], y[idx], tau=tau, beta=beta)))
                 ucl.append(float(h_ucl(z1[idx], z2[idx], tau=tau, beta=beta)))
         if scl:

@@ -154,8 +154,6 @@ def train(
     exception during training ends the run as ``failed`` with the message recorded, keeping
     the last good snapshot and checkpoint.
     """
-    if config.threads:
-        torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     ds = data_lib.load_dataset(
         config.dataset, config.data_root, max_train=config.max_train, synthetic_overlap=config.synthetic_overlap

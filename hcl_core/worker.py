@@ -49,6 +49,7 @@ def main() -> int:
     # Heavy imports first: this is the "warm" part.
     from .config import ConfigError, RunConfig
     from .data import DataNotFoundError
+    from .threads import set_process_threads
     from .train import train
 
     _warm_up()
@@ -76,6 +77,7 @@ def main() -> int:
     stop = threading.Event()
     threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
     try:
+        set_process_threads(config.threads)
         train(config, stop=stop, callback=send, root=request.get("root", "models"))
     except (DataNotFoundError, ValueError) as e:
         send({"type": "error", "message": str(e)})

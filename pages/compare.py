@@ -28,7 +28,7 @@ from hcl_core.plots.compare import (
     table_csv,
 )
 from hcl_core.plots.training import Series, loss_figure, metric_figure
-from hcl_core.project import pca_2d
+from hcl_core.projection import pca_2d
 from hcl_core.store import Run, RunFileError, iter_events
 from ui import all_runs, load_snapshot, run_label
 from ui.run_files import render_run_files

@@ -25,7 +25,7 @@ from hcl_core.plots.embeddings import (
     neighbours,
     thumbnail,
 )
-from hcl_core.project import ProjectionService, align_layout, layout_key, pca_2d
+from hcl_core.projection import ProjectionService, align_layout, layout_key, pca_2d
 from hcl_core.store import Run
 from ui import eval_inputs, load_snapshot, pick_run
 

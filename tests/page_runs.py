@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-import torch
 
 from hcl_core.config import RunConfig
 from hcl_core.train import train
@@ -31,11 +30,7 @@ def tiny_runs() -> dict[str, Path]:
     """``{loss: run folder}`` of three finished runs in a temporary folder (removed at exit)."""
     root = Path(tempfile.mkdtemp(prefix="hcl_page_runs_"))
     atexit.register(shutil.rmtree, root, True)
-    threads = torch.get_num_threads()
-    try:  # train() sets torch's thread count for the process: put it back for the other tests
-        return {loss: train(RunConfig(loss=loss, **TINY), root=root).run_dir for loss in LOSSES}
-    finally:
-        torch.set_num_threads(threads)
+    return {loss: train(RunConfig(loss=loss, **TINY), root=root).run_dir for loss in LOSSES}
 
 
 def copy_runs(dest: Path, losses=LOSSES) -> dict[str, Path]:

@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import hcl_core.project as project
+import hcl_core.projection as projection
 from hcl_core.config import RunConfig
 from hcl_core.train import train
 
@@ -32,9 +32,9 @@ def fresh_caches(monkeypatch):
 
     def fake_umap(x, *, init=None, **_):
         time.sleep(0.05)
-        return project.pca_2d(x)[:, ::-1].copy()  # not PCA, so the test can tell them apart
+        return projection.pca_2d(x)[:, ::-1].copy()  # not PCA, so the test can tell them apart
 
-    monkeypatch.setattr(project, "umap_2d", fake_umap)
+    monkeypatch.setattr(projection, "umap_2d", fake_umap)
     yield
     st.cache_data.clear()
     st.cache_resource.clear()

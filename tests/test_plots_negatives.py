@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import hcl_core.plots.negatives as neg
 from hcl_core.registry import LOSSES
@@ -68,13 +67,6 @@ def test_hcl_tilt_moves_weight_to_false_negatives(clustered):
     base = neg.weight_stats(z1, z2, labels, loss="info_nce", tau=0.5)
     assert mass[0] == pytest.approx(base.same_mass, abs=1e-6)  # β = 0 is InfoNCE's weighting
     assert np.all(np.diff(mass) > 0) and np.all(np.diff(n_eff) < 0)
-
-
-def test_one_torch_thread_restores_the_count():
-    before = torch.get_num_threads()
-    with neg._one_torch_thread():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
 
 
 def test_histogram_figure_panels_legend_and_hscl_note(clustered):

@@ -191,14 +191,3 @@ def test_on_a_real_run(tmp_path):
     with pytest.raises(ValueError, match="no snapshot at epoch 7"):
         snapshot_arrays(run, 7)
 
-
-def test_one_torch_thread_restores_the_setting_even_when_nested():
-    from hcl_core.theory import one_torch_thread
-
-    before = torch.get_num_threads()
-    with one_torch_thread():
-        assert torch.get_num_threads() == 1
-        with one_torch_thread():
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before

@@ -13,10 +13,8 @@ figure carries a few hundred numbers instead of the (2N)^2 weights.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +23,7 @@ import torch
 
 from ..losses import effective_negatives, negative_weights, same_class_mass
 from ..registry import LOSSES
+from ..threads import limited_threads
 from . import ACCENT, LOSS_COLORS, MUTED, RIGHT_LEGEND, styled
 
 __all__ = [
@@ -84,25 +83,6 @@ class WeightStats:
     same_share: float
 
 
-_THREADS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread meanwhile (process-wide, restored after).
-
-    The (2N, 2N) = 512 x 512 operations here are far too small for two threads: on two busy cores
-    they spin-wait for each other and one call takes about 1 s instead of 20 ms.
-    """
-    with _THREADS_LOCK:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
-
 def _tensors(z1, z2, labels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     z1 = torch.as_tensor(np.asarray(z1), dtype=torch.float32)
     z2 = torch.as_tensor(np.asarray(z2), dtype=torch.float32)
@@ -128,7 +108,7 @@ def weight_stats(z1, z2, labels, *, loss: str, tau: float, beta: float = 0.0) ->
     """
     beta = float(beta) if uses_beta(loss) else 0.0
     z1, z2, lab = _tensors(z1, z2, labels)
-    with _one_torch_thread():
+    with limited_threads():
         nw = negative_weights(z1, z2, lab, loss=loss, tau=tau, beta=beta)
         same_mass, n_eff = float(same_class_mass(nw).mean()), float(effective_negatives(nw).mean())
     n = int(nw.candidates[0].sum())
@@ -161,7 +141,7 @@ def beta_sweep(z1, z2, labels, *, loss: str, tau: float,
         return np.full(len(betas), s.same_mass), np.full(len(betas), s.n_eff)
     z1, z2, lab = _tensors(z1, z2, labels)
     mass, n_eff = [], []
-    with _one_torch_thread():
+    with limited_threads():
         for b in betas:
             nw = negative_weights(z1, z2, lab, loss=loss, tau=tau, beta=float(b))
             mass.append(float(same_class_mass(nw).mean()))

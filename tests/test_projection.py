@@ -1,4 +1,4 @@
-"""Checks of hcl_core.project: PCA, Procrustes alignment, the exact cosine kNN, the background service.
+"""Checks of hcl_core.projection: PCA, Procrustes alignment, the exact cosine kNN, the background service.
 
 Everything except the tests marked ``slow`` runs without importing umap: the service is driven
 by a fast stand-in ``compute`` whose timing the tests control with events.
@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from hcl_core.project import (
+from hcl_core.projection import (
     UMAP_MIN_POINTS,
     ProjectionService,
     _cosine_knn,

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import _one_blas_thread
+from .threads import limited_threads
 
 __all__ = [
     "UMAP_MIN_POINTS",
@@ -93,7 +93,7 @@ def pca_basis(x: Any) -> np.ndarray:
     xc = a - a.mean(axis=0)
     n, d = xc.shape
     basis = np.zeros((d, 2))
-    with _one_blas_thread():
+    with limited_threads():
         if d <= n:
             evals, evecs = np.linalg.eigh(xc.T @ xc)  # ascending
             order = np.argsort(evals)[::-1][:2]
@@ -258,7 +258,7 @@ def _cosine_knn(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     u = (a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     indices = np.empty((n, k), dtype=np.int64)
     dists = np.empty((n, k), dtype=np.float32)
-    with _one_blas_thread():
+    with limited_threads():
         for start in range(0, n, 1024):
             stop = min(start + 1024, n)
             d = 1.0 - u[start:stop] @ u.T
