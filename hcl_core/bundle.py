@@ -11,9 +11,15 @@ hostile or broken bundle could do wrong:
   limits are parameters); the sizes that are *read* are counted, not only the declared ones,
   and the arrays inside ``.npz`` files and the records inside the checkpoint count too;
 * content: only the files a run has (``config.json``, ``status.json``, ``metrics.jsonl``,
-  ``eval_inputs.npz``, ``snapshots/epoch_XXXX.npz``, ``checkpoint.pt``); the config must
-  validate; ``.npz`` files must load without pickle and hold numeric arrays; the checkpoint
-  must load with ``torch.load(weights_only=True)``.
+  ``eval_inputs.npz``, ``snapshots/epoch_XXXX.npz``, ``checkpoint.pt``), each checked by the
+  same validated readers the store uses, strictly: the config must validate; every field of
+  ``status.json`` must have its type and range, and its times must not lie in the future (a
+  run dated ahead would pose as the newest); every line of ``metrics.jsonl`` must be a valid
+  event, and the log at most ``max_log_bytes``; ``.npz`` headers are checked (dtype, element
+  count, declared size) before any array is read without pickle, and the arrays must fit each
+  other; the checkpoint must load with ``torch.load(weights_only=True)`` as a state dict.
+
+A refusal is one line (no temporary folder names, no terminal codes).
 
 The bundle is unpacked into a hidden temporary folder under ``root`` first and only renamed
 into place when every check has passed, so a refused bundle leaves nothing behind. Nothing
@@ -33,8 +39,12 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .config import ConfigError, RunConfig
-from .store import TERMINAL_STATES, RunFileError, atomic_file, load_checkpoint, load_npz, load_run
+from .runfiles import TERMINAL_STATES, RunFileError, check_log, check_status, clean_message, open_regular, read_config
+from .safeload import NPZ_KEYS, check_snapshot, load_checkpoint, load_npz
+from .store import RUN_FILES, atomic_file, load_run
+
+__all__ = ["MAX_LOG_BYTES", "MAX_MEMBERS", "MAX_MEMBER_BYTES", "MAX_TOTAL_BYTES", "BundleError", "export_run",
+           "import_bundle"]
 
 #: Largest single file accepted from a bundle (a ResNet-18 checkpoint is ~45 MB).
 MAX_MEMBER_BYTES = 256 * 1024**2
@@ -42,14 +52,15 @@ MAX_MEMBER_BYTES = 256 * 1024**2
 MAX_TOTAL_BYTES = 1024**3
 #: Most files in one bundle (a 1000-epoch run snapshotted every epoch has ~1005).
 MAX_MEMBERS = 2_000
+#: Largest event log accepted (a 1000-epoch CIFAR-10 run writes ~20 MB).
+MAX_LOG_BYTES = 64 * 1024**2
+#: How far a recorded time may lie ahead of this machine's clock (clocks of two machines differ a little).
+CLOCK_SKEW_S = 300.0
 
-_RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "eval_inputs.npz", "checkpoint.pt")
-_SNAPSHOT_RE = re.compile(r"^snapshots/epoch_\d{4,}\.npz$")
+_RUN_FILES = RUN_FILES
+_SNAPSHOT_RE = re.compile(r"^snapshots/epoch_(\d{4}|[1-9]\d{4,})\.npz$")
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 _CHUNK = 1024 * 1024
-#: Arrays each ``.npz`` of a run must hold (what the pages read).
-_NPZ_KEYS = {"eval_inputs.npz": ("inputs", "labels", "indices"),
-             "snapshot": ("features", "labels", "z1", "z2", "z_labels")}
 
 
 class BundleError(RunFileError):
@@ -177,73 +188,66 @@ def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: int
     return written
 
 
-def _check_inner_zip(path: Path, rel: str, max_member: int) -> None:
-    """``.npz`` and ``checkpoint.pt`` are zips themselves: bound what they unpack to (zip bombs)."""
-    if not zipfile.is_zipfile(path):
-        return  # np.load / torch.load refuse it below, or (legacy torch format) read it as is
-    try:
-        with zipfile.ZipFile(path) as inner:
-            total = sum(i.file_size for i in inner.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise BundleError(f"refused: {rel} is corrupt ({e})") from e
-    if total > max_member:
-        raise BundleError(f"refused: {rel} unpacks to {total} bytes, more than the limit of {max_member} bytes")
-
-
 def _check_npz(path: Path, rel: str, max_member: int) -> None:
-    _check_inner_zip(path, rel, max_member)
+    """Headers first (no allocation beyond what the limits allow), then the arrays, their kind and shapes."""
     try:
-        arrays = load_npz(path)  # allow_pickle=False: an object array is refused here
+        arrays = load_npz(path, name=rel, max_bytes=max_member)  # allow_pickle=False
     except RunFileError as e:
-        raise BundleError(f"refused: {rel} is not a plain array file: {e}") from e
-    need = _NPZ_KEYS["eval_inputs.npz" if rel == "eval_inputs.npz" else "snapshot"]
+        detail = str(e).removeprefix(f"{rel}: ").removeprefix(f"{rel} ")
+        if detail.startswith("unpacks to"):  # a bomb: the size is the news
+            raise BundleError(f"refused: {e}") from None
+        raise BundleError(f"refused: {rel} is not a plain array file: {detail}") from None
+    need = NPZ_KEYS["eval_inputs" if rel == "eval_inputs.npz" else "snapshot"]
     missing = [k for k in need if k not in arrays]
     if missing:
         raise BundleError(f"refused: {rel} lacks the arrays {', '.join(missing)}")
-    for key, a in arrays.items():
-        if a.dtype.kind not in "biuf":
-            raise BundleError(f"refused: {rel} array {key!r} has dtype {a.dtype}, not a number type")
+    try:
+        if rel != "eval_inputs.npz":
+            check_snapshot(arrays, rel)
+        elif not len(arrays["inputs"]) == len(arrays["labels"]) == len(arrays["indices"]):
+            raise RunFileError(f"{rel}: inputs, labels and indices differ in length")
+    except RunFileError as e:
+        raise BundleError(f"refused: {e}") from None
 
 
 def _check_checkpoint(path: Path, max_member: int) -> None:
-    import torch
-
-    _check_inner_zip(path, "checkpoint.pt", max_member)
     try:
-        state = load_checkpoint(path)  # torch.load(weights_only=True)
+        load_checkpoint(path, name="checkpoint.pt", max_bytes=max_member)  # torch.load(weights_only=True)
     except RunFileError as e:
-        raise BundleError(f"refused: {e}") from e
-    model = state.get("model")
-    if not isinstance(model, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
-    ):
-        raise BundleError("refused: checkpoint.pt has no 'model' state dict of named tensors")
-
-
-def _check_text(path: Path, rel: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise BundleError(f"refused: {rel} is not UTF-8 text") from e
+        raise BundleError(f"refused: {e}") from None
 
 
 def _checked_status(path: Path, source: str) -> dict:
-    """status.json as written into the imported run: a JSON object, never claiming to be running."""
+    """status.json as written into the imported run: checked field by field, times not in the future,
+    and never claiming to be running."""
     if path.exists():
         try:
-            status = json.loads(_check_text(path, "status.json"))
+            with open_regular(path, max_bytes=1024**2, name="status.json") as f:
+                text = f.read().decode("utf-8")
+            raw = json.loads(text)
+        except UnicodeDecodeError:
+            raise BundleError("refused: status.json is not UTF-8 text") from None
         except (ValueError, RecursionError) as e:
-            raise BundleError(f"refused: status.json is not valid JSON ({e})") from e
-        if not isinstance(status, dict):
+            raise BundleError(f"refused: status.json is not valid JSON ({clean_message(str(e), 200)})") from None
+        if not isinstance(raw, dict):
             raise BundleError("refused: status.json does not hold a JSON object")
+        problems: list[str] = []
+        status = check_status(raw, problems)
+        if problems:
+            raise BundleError(f"refused: {problems[0].removesuffix(' (ignored)')}")
     else:
         status = {}
+    now = time.time()
+    for key in ("started", "updated", "ended"):
+        if status.get(key, 0.0) > now + CLOCK_SKEW_S:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(status[key]))
+            raise BundleError(f"refused: status.json says the run {key} at {when}, in the future")
     if status.get("state") not in TERMINAL_STATES:
         # A bundle of a run that never ended: on this machine it is certainly not running.
         status["state"] = "interrupted"
-    for key in ("pid", "host"):  # another machine's process: never to be checked or signalled here
+    for key in ("pid", "pid_started", "host"):  # another machine's process: never checked or signalled here
         status.pop(key, None)
-    status["imported"] = {"from": source, "at": time.time()}
+    status["imported"] = {"from": clean_message(source, 255), "at": now}
     return status
 
 
@@ -267,24 +271,38 @@ def import_bundle(
     max_member_bytes: int = MAX_MEMBER_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
     max_members: int = MAX_MEMBERS,
+    max_log_bytes: int = MAX_LOG_BYTES,
 ) -> Path:
     """Unpack the bundle ``zip_path`` into a new run folder under ``root``; returns that folder.
 
     Raises :class:`BundleError` (a :class:`~hcl_core.store.RunFileError`, a ``ValueError``)
-    naming what was refused; nothing is left under ``root`` then. See the module docstring
-    for the checks.
+    naming what was refused in one line; nothing is left under ``root`` then. See the module
+    docstring for the checks.
     """
-    zip_path, root = Path(zip_path), Path(root)
+    try:
+        return _import_bundle(Path(zip_path), Path(root), max_member_bytes, max_total_bytes, max_members,
+                              max_log_bytes)
+    except BundleError as e:
+        raise BundleError(clean_message(" ".join(str(e).split()), 500)) from None
+
+
+def _import_bundle(zip_path: Path, root: Path, max_member_bytes: int, max_total_bytes: int, max_members: int,
+                   max_log_bytes: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     try:
-        zf = zipfile.ZipFile(zip_path)
+        f = open_regular(zip_path, name=zip_path.name)
     except FileNotFoundError:
         raise BundleError(f"{zip_path} does not exist") from None
+    except RunFileError as e:
+        raise BundleError(f"refused: {e}") from None
+    try:
+        zf = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise BundleError(f"refused: {zip_path} is not a zip file ({e})") from None
+        f.close()
+        raise BundleError(f"refused: {zip_path.name} is not a zip file ({e})") from None
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".import-"))  # hidden: list_runs skips it
     try:
-        with zf:
+        with f, zf:
             members, top = _members(zf, max_member_bytes, max_total_bytes, max_members)
             wanted = top or zip_path.stem
             budget = max_total_bytes
@@ -293,15 +311,14 @@ def import_bundle(
                     budget -= _extract(zf, info, tmp / rel, min(max_member_bytes, budget))
                 except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
                     # a CRC mismatch, a damaged stream, an unsupported compression method ...
-                    raise BundleError(f"refused: {rel} could not be unpacked ({type(e).__name__}: {e})") from e
-        config_text = _check_text(tmp / "config.json", "config.json")
+                    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                    raise BundleError(f"refused: {rel} could not be unpacked ({type(e).__name__}: {why})") from None
         try:
-            RunConfig.from_json(config_text)
-        except (ValueError, TypeError, RecursionError) as e:
-            field = f" (field {e.field})" if isinstance(e, ConfigError) else ""
-            raise BundleError(f"refused: config.json does not validate{field}: {e}") from e
-        if (tmp / "metrics.jsonl").exists():
-            _check_text(tmp / "metrics.jsonl", "metrics.jsonl")
+            read_config(tmp / "config.json", name="config.json")
+            if (tmp / "metrics.jsonl").exists():
+                check_log(tmp / "metrics.jsonl", max_bytes=max_log_bytes)
+        except RunFileError as e:
+            raise BundleError(f"refused: {e}") from None
         for _, rel in members:
             if rel.endswith(".npz"):
                 _check_npz(tmp / rel, rel, max_member_bytes)
@@ -309,7 +326,7 @@ def import_bundle(
             _check_checkpoint(tmp / "checkpoint.pt", max_member_bytes)
         (tmp / "snapshots").mkdir(exist_ok=True)
         status = _checked_status(tmp / "status.json", zip_path.name)
-        (tmp / "status.json").write_text(json.dumps(status, indent=2, sort_keys=True, default=str))
+        (tmp / "status.json").write_text(json.dumps(status, indent=2, sort_keys=True))
         dest = _destination(root, wanted)
         os.replace(tmp, dest)  # dest is the empty folder we just claimed: replaced in one step
     except BaseException:

@@ -6,8 +6,10 @@ a 0.5 s refresh). A worker process (:mod:`hcl_core.worker`) trains at full speed
 job reads its event stream into a :class:`JobState` that pages read under a lock. One worker is
 kept warm (torch already imported) so Start answers at once; it is warmed while nothing trains.
 
-One :class:`JobManager` serves every tab and rerun (the app keeps it in ``st.cache_resource``),
-so several tabs watch the same job and a reload re-attaches to it.
+One :class:`JobManager` serves every tab and rerun (the app keeps it in ``st.cache_resource``):
+every tab can list the running jobs (:meth:`JobManager.active`) and stop any of them, and a tab
+finds the job it started by the job's token (:meth:`JobManager.find`, e.g. from ``?job=`` in
+its URL), so a reload re-attaches to its own job, not to whichever started last.
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ import contextlib
 import itertools
 import json
 import os
+import secrets
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
-from .store import DEFAULT_ROOT, load_run
+from .runfiles import RunHistory
+from .store import DEFAULT_ROOT, Run, RunFileError, mark_ended
+
+__all__ = ["ACTIVE_STATES", "Job", "JobInfo", "JobLimitError", "JobManager", "JobState"]
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 #: Part of a stop's time budget kept for terminating a worker that did not stop by itself.
@@ -39,26 +46,95 @@ class JobLimitError(RuntimeError):
     """Too many jobs are running: a new start is refused, not queued."""
 
 
-@dataclass
 class JobState:
-    """What a page shows of one job; a copy is handed out, so readers never see it change."""
+    """What a page shows of one job, or of a stored run drawn like one (:meth:`of_run`).
 
-    job_id: int
-    config: RunConfig
-    state: str = "starting"  # starting / running / stopping / finished / stopped / failed
-    message: str = ""
-    run_dir: str | None = None
-    started: float = field(default_factory=time.time)
-    total_steps: int = 0
-    step: int = 0
-    epoch: int = 0
-    steps: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    evals: list[dict[str, Any]] = field(default_factory=list)
-    baseline: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
-    steps_per_s: float = 0.0
-    stderr_tail: list[str] = field(default_factory=list)
+    The events are folded by a :class:`~hcl_core.runfiles.RunHistory` (the same fold Compare
+    uses for stored runs): ``steps`` ``[(step, loss)]`` (thinned to at most ``MAX_POINTS``),
+    ``epochs`` and ``evals`` (the events), ``baseline``, ``summary``. A page gets a copy
+    (:meth:`Job.view`), so what it reads never changes under it.
+    """
+
+    def __init__(self, job_id: int, config: RunConfig, state: str = "starting", message: str = "",
+                 run_dir: str | None = None, started: float | None = None, history: RunHistory | None = None,
+                 token: str = ""):
+        self.job_id = job_id
+        self.token = token
+        self.config = config
+        self.state = state  # starting / running / stopping / finished / stopped / failed
+        self.message = message
+        self.started = time.time() if started is None else started
+        self.history = history if history is not None else RunHistory()
+        if run_dir is not None:
+            self.history.run_dir = run_dir
+        self.stderr_tail: list[str] = []
+        self._baseline: dict[str, Any] | None = None
+        self._summary: dict[str, Any] | None = None
+
+    @classmethod
+    def of_run(cls, run: Run, history: RunHistory | None = None) -> JobState:
+        """A stored run as the live view draws it (``history``: the run's, if read already)."""
+        s = cls(0, run.config, state=run.state, message=run.message,
+                history=(history or run.history()).copy(), started=run.status.get("started"))
+        s.history.run_dir = str(run.path)
+        if run.summary:
+            s._summary = dict(run.summary)
+        return s
+
+    # -- what the event stream says -----------------------------------------------------------
+    @property
+    def run_dir(self) -> str | None:
+        return self.history.run_dir
+
+    @run_dir.setter
+    def run_dir(self, value: str | None) -> None:
+        self.history.run_dir = value
+
+    @property
+    def total_steps(self) -> int:
+        return self.history.total_steps
+
+    @property
+    def step(self) -> int:
+        return self.history.step
+
+    @property
+    def epoch(self) -> int:
+        return self.history.epoch
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.history.steps_per_s
+
+    @property
+    def steps(self) -> list[tuple[int, float]]:
+        return self.history.points
+
+    @property
+    def epochs(self) -> list[dict[str, Any]]:
+        return self.history.epochs
+
+    @property
+    def evals(self) -> list[dict[str, Any]]:
+        return self.history.evals
+
+    @property
+    def baseline(self) -> dict[str, Any]:
+        return self._baseline if self._baseline is not None else self.history.baseline
+
+    @baseline.setter
+    def baseline(self, value: dict[str, Any]) -> None:
+        self._baseline = value
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        if self._summary is not None:
+            return self._summary
+        return (self.history.end or {}).get("summary", {})
+
+    @summary.setter
+    def summary(self, value: dict[str, Any]) -> None:
+        self._summary = value
 
     @property
     def active(self) -> bool:
@@ -69,34 +145,42 @@ class JobState:
         return min(self.step / self.total_steps, 1.0) if self.total_steps else 0.0
 
     def copy(self) -> JobState:
-        c = JobState(**{k: getattr(self, k) for k in self.__dataclass_fields__})
-        c.steps, c.epochs, c.evals = list(self.steps), list(self.epochs), list(self.evals)
+        c = JobState(self.job_id, self.config, self.state, self.message, started=self.started,
+                     history=self.history.copy(), token=self.token)
         c.stderr_tail = list(self.stderr_tail)
+        c._baseline, c._summary = self._baseline, self._summary
         return c
 
     def apply(self, event: dict[str, Any]) -> None:
-        """Fold one event of the worker's stream into the state."""
-        kind = event.get("type")
+        """Fold one event of the worker's stream into the state (checked first; a bad one is counted)."""
+        checked = self.history.apply(event)
+        kind = checked["type"] if checked is not None else None
         if kind == "start":
             self.state = "running" if self.state == "starting" else self.state
-            self.run_dir = event.get("run_dir")
-            self.total_steps = int(event.get("total_steps", 0))
-        elif kind == "step":
-            self.step, self.epoch = int(event["step"]), int(event["epoch"])
-            self.steps.append((self.step, float(event["loss"])))
-        elif kind == "epoch":
-            self.epochs.append(event)
-            self.steps_per_s = float(event.get("steps_per_s", 0.0))
-        elif kind == "eval":
-            self.evals.append(event)
-        elif kind == "baseline":
-            self.baseline = {k: v for k, v in event.items() if k != "type"}
         elif kind == "end":
-            self.state = event.get("state", "finished")
-            self.message = event.get("message", "")
-            self.summary = event.get("summary", {})
+            self.state = checked["state"]
+            self.message = checked.get("message", "")
         elif kind == "error":
-            self.state, self.message = "failed", event.get("message", "unknown error")
+            self.state, self.message = "failed", checked.get("message", "unknown error")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job as a list of jobs shows it: ``token`` identifies it in a link (``?job=<token>``)."""
+
+    job_id: int
+    token: str
+    config: RunConfig
+    state: str
+    run_id: str | None
+    run_dir: str | None
+    started: float
+    step: int
+    total_steps: int
+
+    @property
+    def progress(self) -> float:
+        return min(self.step / self.total_steps, 1.0) if self.total_steps else 0.0
 
 
 def _worker_command() -> list[str]:
@@ -121,10 +205,11 @@ class Job:
     def __init__(self, job_id: int, config: RunConfig, proc: subprocess.Popen, root: Path,
                  on_end: Callable[[], None] | None = None):
         self.id = job_id
+        self.token = secrets.token_urlsafe(8)
         self._on_end = on_end
         self._proc = proc
         self._lock = threading.Lock()
-        self._state = JobState(job_id, config)
+        self._state = JobState(job_id, config, token=self.token)
         self._done = threading.Event()
         self._stderr_done = threading.Event()
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
@@ -144,22 +229,28 @@ class Job:
             with self._lock:
                 self._state.apply(event)
         code = self._proc.wait()
-        # Reliability (issue 6): close this worker's pipes once it has ended. Finished jobs stay
-        # in JobManager._jobs for the pages, and each held three open pipe descriptors: a long
-        # session leaked 3 fds per run until "Too many open files". stderr is closed by its reader.
+        # Close this worker's pipes once it has ended: finished jobs stay in JobManager._jobs for
+        # the pages, and three open descriptors per finished run would add up over a long session
+        # to "Too many open files". stderr is closed by its reader.
         self._stderr_done.wait(5.0)
         for stream in (self._proc.stdin, self._proc.stdout):
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
+        terminated = False
         with self._lock:
             s = self._state
             if s.state == "stopping":
                 s.state, s.message = "stopped", s.message or "stopped by the user"
+            elif s.active and code == -signal.SIGTERM:  # terminated from outside, e.g. `kill PID`
+                s.state, s.message = "stopped", "stopped: the training process was terminated (SIGTERM)"
+                terminated = True
             elif s.active:  # the process ended without saying how: it crashed or was killed
                 tail = " | ".join(list(self._stderr)[-3:])
                 s.state = "failed"
                 s.message = f"the training process ended unexpectedly (exit code {code}). {tail}".strip()
             s.stderr_tail = list(self._stderr)
+        if terminated:
+            self._mark_run("stopped", "stopped: the training process was terminated (SIGTERM)")
         # Before _done: whoever waits for this job finds the manager settled (the next spare
         # worker already started), not in the middle of it.
         if self._on_end is not None:
@@ -176,9 +267,24 @@ class Job:
             self._stderr_done.set()
 
     # -- the API pages use -------------------------------------------------------------------
-    def snapshot(self) -> JobState:
+    def view(self) -> JobState:
+        """The job's state now, as a copy that does not change afterwards."""
         with self._lock:
             return self._state.copy()
+
+    def info(self) -> JobInfo:
+        with self._lock:
+            s = self._state
+            run_dir = s.run_dir
+            return JobInfo(self.id, self.token, s.config, s.state, Path(run_dir).name if run_dir else None, run_dir,
+                           s.started, s.step, s.total_steps)
+
+    @property
+    def run_id(self) -> str | None:
+        """The run folder's name, once the worker has created it."""
+        with self._lock:
+            run_dir = self._state.run_dir
+        return Path(run_dir).name if run_dir else None
 
     @property
     def active(self) -> bool:
@@ -194,16 +300,14 @@ class Job:
         with self._lock:
             if self._state.active:
                 self._state.state = "stopping"
-            trained = bool(self._state.steps)
+            trained = self._state.history.n_steps > 0
         with contextlib.suppress(BrokenPipeError, OSError, ValueError):
             self._proc.stdin.write("stop\n")
             self._proc.stdin.flush()
-        # Reliability (issue 6): the stop must end within ``timeout``. Before any step (imports,
-        # data loading, baseline, epoch-0 evaluation: seconds on big data sets) the worker cannot
-        # react and there is nothing to save, so it is terminated at once. Later it gets the
-        # budget less FORCE_MARGIN_S, kept for terminating and reaping it (0.1-0.36 s measured
-        # on 2 busy cores). Before, the cooperative wait used all of ``timeout`` and a stop in
-        # the start-up or an evaluation took 1.05-1.1 s.
+        # The stop must end within ``timeout``. Before any step (imports, data loading, baseline,
+        # epoch-0 evaluation: seconds on big data sets) the worker cannot react and there is
+        # nothing to save, so it is terminated at once. Later it gets the budget less
+        # FORCE_MARGIN_S, kept for terminating and reaping it (tests/test_faults.py measures it).
         if self._done.wait(max(0.0, timeout - FORCE_MARGIN_S) if trained else 0.0):
             return True
         self._proc.terminate()
@@ -212,21 +316,16 @@ class Job:
         except subprocess.TimeoutExpired:
             self._proc.kill()
         self._done.wait(2.0)
-        self._mark_run_stopped()
+        self._mark_run("stopped", "stopped by the user (worker terminated)")
         return self._done.is_set()
 
-    def _mark_run_stopped(self) -> None:
-        run_dir = self.snapshot().run_dir
-        if not run_dir:
-            return
-        from .store import atomic_write_json
-
-        with contextlib.suppress(Exception):
-            run = load_run(run_dir)
-            if run.status.get("state") == "running":
-                status = dict(run.status, state="stopped", message="stopped by the user (worker terminated)",
-                              updated=time.time())
-                atomic_write_json(Path(run_dir) / "status.json", status)
+    def _mark_run(self, state: str, message: str) -> None:
+        """Record how the run ended when its worker could not (it was terminated)."""
+        with self._lock:
+            run_dir = self._state.run_dir
+        if run_dir:
+            with contextlib.suppress(RunFileError, OSError):
+                mark_ended(run_dir, state, message)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -263,7 +362,7 @@ class JobManager:
 
     def _refill_spare(self) -> None:
         with self._lock:
-            if self._closed:  # Reliability (issue 6): a refill racing shutdown() left an orphan worker
+            if self._closed:  # a refill racing shutdown() would leave an orphan worker
                 return
             if self._spare is None or self._spare.poll() is not None:
                 self._spare = _spawn_worker(self.worker_threads)
@@ -286,9 +385,8 @@ class JobManager:
 
     def start(self, config: RunConfig) -> Job:
         """Start a job for ``config``; raises :class:`JobLimitError` when ``max_active`` run."""
-        # Reliability (issue 6): check and register under one lock. Before, two sessions pressing
-        # Start together both passed the check while the workers were being taken, and more
-        # than max_active jobs ran.
+        # Check and register under one lock: two sessions pressing Start together must not both
+        # pass the check while the workers are being taken.
         with self._start_lock:
             active = [j for j in self.jobs() if j.active]
             if len(active) >= self.max_active:
@@ -310,9 +408,28 @@ class JobManager:
             return self._jobs.get(job_id)
 
     def latest(self) -> Job | None:
-        """The most recently started job (what a freshly loaded page re-attaches to)."""
+        """The most recently started job."""
         with self._lock:
             return self._jobs[max(self._jobs)] if self._jobs else None
+
+    def active(self) -> list[JobInfo]:
+        """Every job still starting, running or stopping, oldest first: what any tab lists and can stop."""
+        return [j.info() for j in self.jobs() if j.active]
+
+    def find(self, ref: str | None) -> Job | None:
+        """The job with token ``ref`` (what a tab keeps in its URL), or whose run folder is named ``ref``."""
+        if not ref:
+            return None
+        jobs = self.jobs()
+        return next((j for j in jobs if j.token == ref), None) or next(
+            (j for j in reversed(jobs) if j.run_id == ref), None)
+
+    def stop(self, ref: str, timeout: float = 1.0) -> bool:
+        """Stop the job ``ref`` (a token or a run id); False if there is no such active job."""
+        job = self.find(ref)
+        if job is None or not job.active:
+            return False
+        return job.stop(timeout)
 
     def stop_all(self, timeout: float = 1.0) -> None:
         for job in self.jobs():

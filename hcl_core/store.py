@@ -1,30 +1,38 @@
-"""Run files on disk: one folder per run, written atomically, read back tolerantly.
+"""Run files on disk: one folder per run, written atomically, read back through validated readers.
 
-Layout of ``<root>/<run_id>/``::
+Layout of ``<root>/<run_id>/`` (the only module that spells these names; pages ask a :class:`Run`)::
 
-    config.json             the RunConfig
-    status.json             state (running/finished/stopped/failed), pid, host, message, summary
-    metrics.jsonl           one JSON event per line, appended (step, epoch, eval, ...)
-    eval_inputs.npz         the fixed evaluation subset: inputs (for thumbnails), labels, indices
-    snapshots/epoch_XXXX.npz  backbone features of the subset, projected views of a fixed batch
-    checkpoint.pt           model state_dict at the last snapshot (loaded with weights_only=True)
+    config.json               the RunConfig
+    status.json               state (running/finished/stopped/failed), pid and its start time, host,
+                              message, summary
+    metrics.jsonl             the event log: one JSON event per line, appended (step, epoch, eval,
+                              baseline, end); the baseline is recorded here once
+    eval_inputs.npz           the fixed evaluation subset: inputs (for thumbnails), labels, indices,
+                              class_names
+    snapshots/epoch_XXXX.npz  a snapshot: backbone features of the subset, projected views of a
+                              fixed batch, at one epoch
+    checkpoint.pt             model state_dict at the last snapshot (loaded with weights_only=True)
 
-A run whose status says ``running`` but whose process is gone is reported as ``interrupted``;
-everything it wrote up to its last snapshot stays readable. Nothing here unpickles: arrays
-are ``.npz`` read with ``allow_pickle=False``, checkpoints use ``torch.load(weights_only=True)``.
+A run whose status says ``running`` but whose process is gone (or whose pid now belongs to a
+process started later) is reported as ``interrupted``; everything it wrote up to its last
+snapshot stays readable. Every read goes through :mod:`hcl_core.runfiles` (JSON files, the
+event log) or :mod:`hcl_core.safeload` (arrays, checkpoints): a bad field or line is a warning on
+the run (``Run.warnings``, ``RunHistory.warnings``), never an exception in a page or the CLI.
+Nothing here unpickles.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
+import shutil
 import socket
+import stat
 import tempfile
 import time
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,20 +40,61 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .config import ConfigError, RunConfig
+from .config import RunConfig
+from .registry import DATASETS
+from .runfiles import TERMINAL_STATES, RunFileError, RunHistory, read_config, read_log, read_status
+from .safeload import check_snapshot, load_checkpoint, load_npz
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "TERMINAL_STATES",
+    "Run",
+    "RunFileError",
+    "RunHistory",
+    "RunWriter",
+    "atomic_file",
+    "atomic_save_npz",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "class_names_for",
+    "file_stamp",
+    "find_run",
+    "list_runs",
+    "load_checkpoint",
+    "load_eval_inputs",
+    "load_npz",
+    "load_run",
+    "load_snapshot",
+    "read_history",
+    "mark_ended",
+    "process_start_time",
+]
 
 DEFAULT_ROOT = Path(os.environ.get("HCL_MODELS_DIR", "models"))
 HEARTBEAT_STALE_S = 120.0
-_SNAPSHOT_RE = re.compile(r"^epoch_(\d{4,})\.npz$")
-TERMINAL_STATES = ("finished", "stopped", "failed", "interrupted")
+CONFIG, STATUS, METRICS = "config.json", "status.json", "metrics.jsonl"
+EVAL_INPUTS, SNAPSHOTS, CHECKPOINT = "eval_inputs.npz", "snapshots", "checkpoint.pt"
+#: The files of a run folder besides its snapshots (what a bundle carries).
+RUN_FILES = (CONFIG, STATUS, METRICS, EVAL_INPUTS, CHECKPOINT)
+#: ``epoch_0007.npz``; more than four digits only without leading zeros, so a name maps to one epoch.
+SNAPSHOT_RE = re.compile(r"^epoch_(\d{4}|[1-9]\d{4,})\.npz$")
+#: A process whose start time differs from the one recorded by more than this is another process.
+_START_TOLERANCE_S = 1.0
 
 
-class RunFileError(ValueError):
-    """A run folder is missing its config or holds a corrupt one, or one of its files is unreadable.
+def snapshot_name(epoch: int) -> str:
+    """The path of epoch ``epoch``'s snapshot inside a run folder."""
+    return f"{SNAPSHOTS}/epoch_{epoch:04d}.npz"
 
-    Raised by :func:`load_run`, :func:`load_npz` and :meth:`Run.load_checkpoint` for missing,
-    corrupt or unsafe files, so a page can catch this one type and show its message.
-    """
+
+def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
+    """``(mtime_ns, size)`` of a file, a cache key that changes when the file is rewritten or grows;
+    ``(-1, -1)`` when it cannot be read."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return (-1, -1)
+    return (info.st_mtime_ns, info.st_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,28 +155,59 @@ def _json_default(o: Any) -> Any:
 
 
 def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:  # Reliability (issue 6): kill(0 or -1, 0) signals a group and "succeeds"
+def _rewrite_in_place(path: Path, data: bytes) -> None:
+    """Overwrite ``path`` where it lies: the last resort on a full disk, where the temporary file of
+    an atomic write gets no space. A small file reuses its own block, so this still fits."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.truncate(len(data))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# --------------------------------------------------------------------------------------------
+# liveness: a pid and the start time of its process
+# --------------------------------------------------------------------------------------------
+
+
+def process_start_time(pid: int | None = None) -> float | None:
+    """When process ``pid`` (this one by default) started, seconds since the epoch; None if gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError, ValueError):
+        return None
+
+
+def _process_is(pid: int, started: float | None, run_started: float | None) -> bool:
+    """Whether ``pid`` is alive and is the process that wrote the run.
+
+    With the recorded start time of the process (``started``) it must match; older runs record
+    none, and then a process started after the run itself cannot be its writer.
+    """
+    import psutil
+
+    if pid <= 0:  # kill(0 or -1, 0) signals a process group and "succeeds"
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still "exists" for kill(0); read its state where /proc allows.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-    return True
+        created = proc.create_time()
+    except psutil.AccessDenied:
+        return True
+    except (psutil.Error, OSError):
+        return False
+    if started is not None:
+        return abs(created - started) <= _START_TOLERANCE_S
+    return run_started is None or created <= run_started + _START_TOLERANCE_S
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,7 +222,11 @@ def new_run_id(config: RunConfig) -> str:
 
 
 class RunWriter:
-    """Creates a run folder and writes its files. Used by the training loop only."""
+    """Creates a run folder and writes its files. Used by the training loop only.
+
+    A folder that cannot even receive its config and status is removed again, so every run
+    folder that exists has a status that says what happened.
+    """
 
     def __init__(self, root: str | os.PathLike, config: RunConfig, run_id: str | None = None):
         root = Path(root)
@@ -159,19 +243,24 @@ class RunWriter:
                 path = root / f"{base}-{k}"
         self.path = path
         self.config = config
-        (path / "snapshots").mkdir()
-        atomic_write_bytes(path / "config.json", config.to_json().encode())
         self._status: dict[str, Any] = {
             "state": "running",
             "pid": os.getpid(),
+            "pid_started": process_start_time(),
             "host": socket.gethostname(),
             "started": time.time(),
             "message": "",
         }
-        self.write_status()
-        self._metrics = open(path / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._pending: list[str] = []
         self._last_flush = 0.0
+        try:
+            (path / SNAPSHOTS).mkdir()
+            atomic_write_bytes(path / CONFIG, config.to_json().encode())
+            self.write_status()
+            self._metrics = open(path / METRICS, "a", encoding="utf-8")  # noqa: SIM115
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
 
     @property
     def run_id(self) -> str:
@@ -180,7 +269,7 @@ class RunWriter:
     def write_status(self, **changes: Any) -> None:
         self._status.update(changes)
         self._status["updated"] = time.time()
-        atomic_write_json(self.path / "status.json", self._status)
+        atomic_write_json(self.path / STATUS, self._status)
 
     def append_event(self, event: dict[str, Any], *, flush: bool = False) -> None:
         """Queue one metrics line; lines reach the disk at most 0.5 s later (or now with ``flush``).
@@ -200,25 +289,46 @@ class RunWriter:
             self._metrics.flush()
             self._pending.clear()
 
-    def save_eval_inputs(self, inputs: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
-        atomic_save_npz(self.path / "eval_inputs.npz", {"inputs": inputs, "labels": labels, "indices": indices})
+    def save_eval_inputs(self, inputs: np.ndarray, labels: np.ndarray, indices: np.ndarray,
+                         class_names: tuple[str, ...] | None = None) -> None:
+        arrays = {"inputs": inputs, "labels": labels, "indices": indices}
+        if class_names is not None:
+            arrays["class_names"] = np.asarray(class_names, dtype=str)
+        atomic_save_npz(self.path / EVAL_INPUTS, arrays)
 
     def save_snapshot(self, epoch: int, arrays: dict[str, np.ndarray]) -> None:
-        atomic_save_npz(self.path / "snapshots" / f"epoch_{epoch:04d}.npz", arrays)
+        atomic_save_npz(self.path / snapshot_name(epoch), arrays)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        import io
-
         import torch
 
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(self.path / "checkpoint.pt", buf.getvalue())
+        atomic_write_bytes(self.path / CHECKPOINT, buf.getvalue())
 
     def close(self, state: str, message: str = "", summary: dict[str, Any] | None = None) -> None:
         self.flush()
         self._metrics.close()
         self.write_status(state=state, message=message, summary=summary or {}, ended=time.time())
+
+    def abandon(self, state: str, message: str, summary: dict[str, Any] | None = None) -> None:
+        """Record how the run ended after an error, as far as the disk still allows; never raises.
+
+        The pending metrics lines are written if they can be; the status is written atomically,
+        else in place (a full disk has no room for the temporary file, but the status's own
+        block is there).
+        """
+        with contextlib.suppress(OSError, ValueError):
+            self.flush()
+        with contextlib.suppress(OSError, ValueError):
+            self._metrics.close()
+        self._status.update(state=state, message=message, summary=summary or {}, ended=time.time(),
+                            updated=time.time())
+        try:
+            atomic_write_json(self.path / STATUS, self._status)
+        except OSError:
+            with contextlib.suppress(OSError):
+                _rewrite_in_place(self.path / STATUS, json.dumps(self._status, default=_json_default).encode())
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,13 +336,28 @@ class RunWriter:
 # --------------------------------------------------------------------------------------------
 
 
+def class_names_for(dataset: str, saved: Any, n_classes: int) -> tuple[str, ...]:
+    """Names of classes ``0 .. n_classes - 1``: those saved with the run, else the registry's, else indices."""
+    if isinstance(saved, np.ndarray) and saved.ndim == 1 and saved.dtype.kind == "U" and len(saved) >= n_classes:
+        return tuple(str(s) for s in saved)
+    spec = DATASETS.get(dataset)
+    if spec is not None and spec.class_names is not None and len(spec.class_names) >= n_classes:
+        return spec.class_names
+    return tuple(str(i) for i in range(n_classes))
+
+
 @dataclass
 class Run:
-    """A run folder as read from disk (a cheap handle: metrics and snapshots load on demand)."""
+    """A run folder as read from disk (a cheap handle: the log and the arrays load on demand).
+
+    ``status`` holds only fields that passed validation; ``warnings`` names what was wrong with
+    the run's files (one line each), for the pages and the command line to show.
+    """
 
     path: Path
     config: RunConfig
     status: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -240,149 +365,167 @@ class Run:
 
     @property
     def state(self) -> str:
-        """running / finished / stopped / failed, or interrupted if its process died."""
+        """running / finished / stopped / failed, or interrupted if its process is gone."""
         state = self.status.get("state", "interrupted")
         if state != "running":
-            return state if state in TERMINAL_STATES else "interrupted"
+            return state
         pid, host = self.status.get("pid"), self.status.get("host")
-        if host == socket.gethostname() and isinstance(pid, int):
-            return "running" if _pid_alive(pid) else "interrupted"
-        updated = self.status.get("updated", 0)
-        return "running" if time.time() - float(updated) < HEARTBEAT_STALE_S else "interrupted"
+        if host == socket.gethostname() and pid is not None:
+            alive = _process_is(pid, self.status.get("pid_started"), self.status.get("started"))
+            return "running" if alive else "interrupted"
+        updated = self.status.get("updated", 0.0)
+        return "running" if time.time() - updated < HEARTBEAT_STALE_S else "interrupted"
 
     @property
     def summary(self) -> dict[str, Any]:
         return self.status.get("summary") or {}
 
     @property
+    def message(self) -> str:
+        return self.status.get("message", "")
+
+    @property
     def label(self) -> str:
         return self.config.name or self.config.short_name()
 
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """All metric events (optionally of one ``type``); malformed lines are skipped."""
-        return list(iter_events(self.path / "metrics.jsonl", kind))
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
+    # -- the event log ------------------------------------------------------------------------
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The checked events of the log (optionally of one ``type``), read within the log budget."""
+        events, warnings = read_log(self.path / METRICS, kind=kind)
+        for w in warnings:
+            self._warn(w)
+        return events
+
+    def history(self) -> RunHistory:
+        """The run's :class:`RunHistory` (thinned series, baseline, end), read within the log budget."""
+        return read_history(self.path)
+
+    @property
+    def baseline(self) -> dict[str, Any]:
+        """The baseline the run recorded once (raw inputs and the random encoder), or ``{}``."""
+        return self.history().baseline
+
+    def metrics_stamp(self) -> tuple[int, int]:
+        return file_stamp(self.path / METRICS)
+
+    # -- snapshots and other arrays ------------------------------------------------------------
     def snapshot_epochs(self) -> list[int]:
-        snap = self.path / "snapshots"
-        if not snap.is_dir():
+        """Epochs with a snapshot file, ascending; an unreadable snapshots folder is a warning and none."""
+        folder = self.path / SNAPSHOTS
+        try:
+            mode = os.lstat(folder).st_mode
+            if stat.S_ISLNK(mode):
+                raise RunFileError(f"{SNAPSHOTS}/ is a symbolic link: not followed")
+            if not stat.S_ISDIR(mode):
+                raise RunFileError(f"{SNAPSHOTS} is not a folder")
+            names = os.listdir(folder)
+        except FileNotFoundError:
             return []
-        return sorted(int(m.group(1)) for p in snap.iterdir() if (m := _SNAPSHOT_RE.match(p.name)))
+        except RunFileError as e:
+            self._warn(f"{e}; no snapshots shown")
+            return []
+        except OSError as e:
+            self._warn(f"{SNAPSHOTS}/ cannot be read ({e.strerror or e}); no snapshots shown")
+            return []
+        return sorted(int(m.group(1)) for n in names if (m := SNAPSHOT_RE.match(n)))
+
+    def snapshot_stamp(self, epoch: int) -> tuple[int, int]:
+        return file_stamp(self.path / snapshot_name(epoch))
 
     def load_snapshot(self, epoch: int) -> dict[str, np.ndarray]:
-        return load_npz(self.path / "snapshots" / f"epoch_{epoch:04d}.npz")
+        """Snapshot arrays of ``epoch``; :class:`RunFileError` if unreadable, corrupt or inconsistent."""
+        return load_snapshot(self.path, epoch)
+
+    def eval_inputs_stamp(self) -> tuple[int, int]:
+        return file_stamp(self.path / EVAL_INPUTS)
 
     def load_eval_inputs(self) -> dict[str, np.ndarray]:
-        return load_npz(self.path / "eval_inputs.npz")
+        return load_eval_inputs(self.path)
+
+    def class_names(self, n_classes: int, saved: Any = None) -> tuple[str, ...]:
+        """Names of classes ``0 .. n_classes - 1`` (``saved``: the ``class_names`` of the eval inputs)."""
+        return class_names_for(self.config.dataset, saved, n_classes)
 
     def load_checkpoint(self) -> dict[str, Any]:
-        return load_checkpoint(self.path / "checkpoint.pt")
+        return load_checkpoint(self.path / CHECKPOINT, name=f"{self.run_id}/{CHECKPOINT}")
 
 
-def iter_events(path: Path, kind: str | None = None) -> Iterator[dict[str, Any]]:
-    # Reliability (issue 6): a metrics file that is unreadable (a folder, no permission) gives no
-    # events, bytes that are not UTF-8 and absurdly nested lines are skipped like a cut-off line;
-    # before, each of these raised out of list/show pages.
-    try:
-        f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-    except OSError:
-        return
-    with f:
-        try:
-            for line in f:
-                try:
-                    event = json.loads(line)
-                except (ValueError, RecursionError):
-                    continue  # a line cut short by a crash, or garbage
-                if isinstance(event, dict) and (kind is None or event.get("type") == kind):
-                    yield event
-        except OSError:
-            return
+def read_history(run_dir: str | os.PathLike) -> RunHistory:
+    """The :class:`RunHistory` of the event log of the run in ``run_dir`` (bounded work; see runfiles)."""
+    return RunHistory.from_log(Path(run_dir) / METRICS)
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file (never unpickled); :class:`RunFileError` if missing or corrupt."""
-    # Reliability (issue 6): numpy raises half a dozen types for a truncated or foreign file
-    # (BadZipFile, EOFError, zlib.error, ValueError for object arrays, OSError, ...); pages catch
-    # one clear RunFileError (a ValueError, as before) instead.
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise RunFileError(f"{path.parent.name}/{path.name} is missing") from None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise RunFileError(
-            f"{path.parent.name}/{path.name} could not be read ({type(e).__name__}: {e}); "
-            "the file is corrupt or not an array file written by this program"
-        ) from e
+def load_snapshot(run_dir: str | os.PathLike, epoch: int) -> dict[str, np.ndarray]:
+    """The arrays of one snapshot of the run in ``run_dir`` (checked; :class:`RunFileError` if not)."""
+    name = snapshot_name(epoch)
+    return check_snapshot(load_npz(Path(run_dir) / name, name=name), name)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint read with ``torch.load(weights_only=True)``: tensors and plain data, never code.
-
-    Raises :class:`RunFileError` when the file is missing, corrupt, or holds anything
-    ``weights_only`` refuses (e.g. a pickled object that would run code on load).
-    """
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise RunFileError(f"{path.parent.name}/{path.name} is missing")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise RunFileError(f"{path.parent.name}/{path.name} was refused by the safe loader "
-                           f"(weights_only=True): {str(e).splitlines()[0]}") from e
-    # torch reports a damaged archive as RuntimeError, a truncated one as EOFError/ValueError ...
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
-            zipfile.BadZipFile) as e:
-        raise RunFileError(f"{path.parent.name}/{path.name} could not be read ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''}): the file is corrupt") from e
-    if not isinstance(state, dict):
-        raise RunFileError(f"{path.parent.name}/{path.name} holds a {type(state).__name__}, not a checkpoint dict")
-    return state
+def load_eval_inputs(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The evaluation subset of the run in ``run_dir``: inputs, labels, indices, class_names if saved."""
+    return load_npz(Path(run_dir) / EVAL_INPUTS, name=EVAL_INPUTS)
 
 
-# Reliability (issue 6): status.json is advisory; a field of the wrong type (hand-edited, foreign,
-# or from another version) is dropped instead of crashing Run.state / list_runs' sort / pages.
-_STATUS_TYPES: dict[str, tuple[type, ...]] = {
-    "state": (str,), "pid": (int,), "host": (str,), "started": (int, float), "updated": (int, float),
-    "ended": (int, float), "message": (str,), "summary": (dict,), "baseline": (dict,), "total_steps": (int,),
-}
-
-
-def _clean_status(status: Any) -> dict[str, Any]:
-    if not isinstance(status, dict):
-        return {}
-    return {k: v for k, v in status.items()
-            if k not in _STATUS_TYPES or (isinstance(v, _STATUS_TYPES[k]) and not isinstance(v, bool))}
+def mark_ended(run_dir: str | os.PathLike, state: str, message: str) -> bool:
+    """Record ``state`` and ``message`` in a run whose status still says ``running`` (its process was
+    ended from outside); returns whether it did. :class:`RunFileError` if it is not a run."""
+    run = load_run(run_dir)
+    if run.status.get("state") != "running":
+        return False
+    now = time.time()
+    atomic_write_json(run.path / STATUS, dict(run.status, state=state, message=message, updated=now, ended=now))
+    return True
 
 
 def load_run(path: str | os.PathLike) -> Run:
-    """Read one run folder; raises :class:`RunFileError` if its config is missing or corrupt."""
+    """Read one run folder; :class:`RunFileError` (naming the folder) if its config is missing or corrupt."""
     path = Path(path)
     try:
-        config = RunConfig.from_json((path / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunFileError(f"{path.name}: no config.json, not a run folder") from None
-    # Reliability (issue 6): also a config.json that is a folder or unreadable (OSError), a JSON
-    # list dict() refuses (ValueError) and absurd nesting (RecursionError) mean "corrupt".
-    except (OSError, ValueError, ConfigError, TypeError, RecursionError) as e:
-        raise RunFileError(f"{path.name}: corrupt config.json ({type(e).__name__}: {e})") from None
+        config = read_config(path / CONFIG, name=CONFIG)
+    except RunFileError as e:
+        raise RunFileError(f"{path.name}: {e}") from None
+    status, warnings = read_status(path / STATUS)
+    return Run(path, config, status, warnings)
+
+
+def _kind(path: Path) -> str:
+    """'dir', 'file', 'link', 'other' (FIFO, socket, device) or 'gone', without following links."""
     try:
-        status = _clean_status(json.loads((path / "status.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError, RecursionError):
-        status = {}
-    return Run(path, config, status)
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "gone"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def _entries(folder: Path, where: str, warnings: list[str]) -> list[Path]:
+    """The non-hidden sub-folders of ``folder``; symlinks and special files are skipped with a warning,
+    plain files silently (notes, a sweep's summary)."""
+    out = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        kind = _kind(p)
+        if kind == "dir":
+            out.append(p)
+        elif kind == "link":
+            warnings.append(f"skipped {where}{p.name}: a symbolic link (links in the models folder are not followed)")
+        elif kind == "other":
+            warnings.append(f"skipped {where}{p.name}: not a folder or a plain file (a FIFO, socket or device)")
+    return out
 
 
 def list_runs(root: str | os.PathLike = DEFAULT_ROOT) -> tuple[list[Run], list[str]]:
-    """All runs under ``root`` (newest first) and a warning for each folder that is not one.
+    """All runs under ``root`` (newest first) and the warnings: a line per entry that is not a run
+    and per problem found in a run's files (``<run id>: ...``).
 
-    Hidden folders and plain files are ignored silently; ``demo/`` holds the bundled demo runs
-    and is listed too.
+    Hidden entries and plain files are ignored silently; ``demo/`` holds the bundled demo runs
+    and is listed too (a folder without a config.json whose sub-folders are runs).
     """
     root = Path(root)
     runs: list[Run] = []
@@ -390,23 +533,27 @@ def list_runs(root: str | os.PathLike = DEFAULT_ROOT) -> tuple[list[Run], list[s
     if not root.is_dir():
         return runs, warnings
     candidates = []
-    for p in root.iterdir():
-        if not p.is_dir() or p.name.startswith("."):
-            continue
-        # Reliability (issue 6): a folder that cannot be listed is skipped with a warning.
+    try:
+        tops = _entries(root, "", warnings)
+    except OSError as e:
+        return runs, [f"{root} cannot be read ({e.strerror or e})"]
+    for p in tops:
         try:
-            if (p / "config.json").exists() or not any(c.is_dir() for c in p.iterdir()):
+            if _kind(p / CONFIG) != "gone" or not any(_kind(c) == "dir" for c in p.iterdir()):
                 candidates.append(p)
             else:  # a folder of runs, like models/demo
-                candidates.extend(c for c in p.iterdir() if c.is_dir() and not c.name.startswith("."))
+                candidates.extend(_entries(p, f"{p.name}/", warnings))
         except OSError as e:
             warnings.append(f"skipped {p.name}: cannot be read ({e.strerror or e})")
     for p in candidates:
         try:
-            runs.append(load_run(p))
+            run = load_run(p)
         except RunFileError as e:
             warnings.append(f"skipped {e}")
-    runs.sort(key=lambda r: r.status.get("started", 0), reverse=True)  # a number: see _clean_status
+            continue
+        runs.append(run)
+        warnings.extend(f"{run.run_id}: {w}" for w in run.warnings)
+    runs.sort(key=lambda r: r.status.get("started", 0.0), reverse=True)
     return runs, warnings
 
 

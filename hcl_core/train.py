@@ -2,12 +2,15 @@
 
 ``train(config, ...)`` emits plain-dict events (also appended to ``metrics.jsonl``):
 
-* ``{"type": "start", "run_dir", "steps_per_epoch", "total_steps", "device", "baseline": {...}}``
+* ``{"type": "start", "run_dir", "steps_per_epoch", "total_steps", "epochs", "device", "train_size"}``
 * ``{"type": "step", "step", "epoch", "loss", "elapsed"}``      every optimisation step
 * ``{"type": "epoch", "epoch", "loss", "steps_per_s", "elapsed"}``
 * ``{"type": "eval", "epoch", "linear_probe_acc", "few_shot_probe_acc", "knn_acc",
   "alignment", "uniformity", "same_class_mass", "effective_negatives", "clamp_share"}``
   at epoch 0 (the randomly initialised encoder) and every ``snapshot_every`` epochs
+* ``{"type": "baseline", "raw": {...}, "random_init": {...}}`` once, after the epoch-0 evaluation:
+  the probe accuracies of raw inputs and of the randomly initialised encoder (the run's only
+  record of them)
 * ``{"type": "end", "state", "message", "summary"}``
 
 Same seed and same device give the same numbers.
@@ -15,11 +18,13 @@ Same seed and same device give the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +36,12 @@ from .config import RunConfig
 from .encoders import ContrastiveModel, build_encoder, resolve_device
 from .evaluate import alignment, evaluate_features, uniformity
 from .losses import clamp_share, compute_loss, effective_negatives, negative_weights, same_class_mass
-from .registry import LOSSES
+from .registry import LOSSES, PROBES
+from .runfiles import EVAL_KEYS, clean_message
 from .store import DEFAULT_ROOT, RunWriter
+
+__all__ = ["NEGATIVES_BATCH", "PROBE_TRAIN_MAX", "NonFiniteLossError", "StopSignal", "TrainResult", "raw_baseline",
+           "stop_on_sigterm", "train"]
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -49,10 +58,14 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
+    """How a run ended: its folder, state (finished / stopped / failed), message, the summary saved
+    in its status, and its baseline (``{"raw": {...}, "random_init": {...}}`` probe accuracies)."""
+
     run_dir: Path | None
-    state: str  # finished / stopped / failed
+    state: str
     message: str
     summary: dict[str, Any]
+    baseline: dict[str, Any] = field(default_factory=dict)
 
 
 def _fixed_subset(y: torch.Tensor, size: int) -> torch.Tensor:
@@ -138,6 +151,31 @@ def _set_seed(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM, delivered as an interrupt in the main thread (see :func:`stop_on_sigterm`)."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`StopSignal` in the main thread, as Ctrl-C raises
+    ``KeyboardInterrupt``, so :func:`train` records the run as ``stopped`` before the process ends.
+
+    For the owner of a process (the command line); a no-op outside the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise StopSignal("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train(
     config: RunConfig,
     *,
@@ -150,9 +188,12 @@ def train(
 
     ``stop`` is anything with ``is_set()`` (a threading or multiprocessing Event); it is checked
     before every step, so a stop takes effect within one step. ``callback`` receives every event.
-    Errors in the data or config propagate before any file is written; a NaN/inf loss or an
-    exception during training ends the run as ``failed`` with the message recorded, keeping
-    the last good snapshot and checkpoint.
+    Errors in the data or config (a missing file, a one-class training split) propagate before
+    any file is written. Once the run folder exists, every way the run can end is recorded in
+    its status with a message: a NaN/inf loss ends it as ``failed`` and returns; any other
+    exception (a disk error, a permission error, a failing callback) as ``failed`` and is
+    re-raised; ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM under :func:`stop_on_sigterm`) as
+    ``stopped`` and is re-raised. The last good snapshot and checkpoint are kept.
     """
     device = resolve_device(config.device)
     ds = data_lib.load_dataset(
@@ -160,6 +201,11 @@ def train(
     )
     if len(ds.train_x) < 2:
         raise ValueError(f"data set {config.dataset!r} has fewer than 2 training samples")
+    present = torch.unique(ds.train_y)
+    if len(present) < 2:
+        raise ValueError(f"the training split of data set {config.dataset!r} holds a single class "
+                         f"({ds.classes[int(present[0])]!r}): the probes and the supervised losses need at least "
+                         "two classes; add samples of another class")
     _set_seed(config.seed)
     model = build_encoder(
         config.encoder, ds.input_shape, hidden_dim=config.hidden_dim, out_dim=config.feature_dim
@@ -194,31 +240,41 @@ def train(
         emit(metrics, flush=True)
         return metrics
 
-    # Reliability (issue 6): "start" (which names the run folder) goes out as soon as the folder
-    # exists, before the raw baseline and the epoch-0 evaluation (seconds on larger data sets).
-    # A Stop in that phase terminates the worker, and the job manager can only mark the run
-    # "stopped" once it knows the folder; before, such a run was left looking "interrupted".
-    emit({
-        "type": "start",
-        "run_dir": str(writer.path) if writer else None,
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps,
-        "epochs": config.epochs,
-        "device": str(device),
-        "train_size": n,
-    }, flush=True)
-    baseline = {"raw": raw_baseline(ds)}
-    if writer is not None:
-        writer.save_eval_inputs(**evaluator.eval_inputs())
-        writer.write_status(baseline=baseline, total_steps=total_steps)
+    def record_end(end_state: str, end_message: str, summary: dict[str, Any]) -> None:
+        """The end event and the status after an exception: as far as the disk allows, never raising."""
+        event = {"type": "end", "state": end_state, "message": end_message, "summary": summary}
+        if callback is not None:
+            with contextlib.suppress(Exception):
+                callback(event)
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.append_event(event)
+            writer.abandon(end_state, end_message, summary)
 
     state, message = "finished", ""
-    last_eval = snapshot(0)
-    baseline["random_init"] = {k: last_eval[k] for k in ("linear_probe_acc", "few_shot_probe_acc", "knn_acc")}
-    emit({"type": "baseline", **baseline}, flush=True)
-    step = 0
-    epoch = 0
+    last_eval: dict[str, Any] = {}
+    baseline: dict[str, Any] = {}
+    step = epoch = 0
     try:
+        # "start" (which names the run folder) goes out as soon as the folder exists, before the
+        # raw baseline and the epoch-0 evaluation (seconds on larger data sets): a Stop in that
+        # phase terminates the worker, and the job manager needs the folder to mark it stopped.
+        emit({
+            "type": "start",
+            "run_dir": str(writer.path) if writer else None,
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps,
+            "epochs": config.epochs,
+            "device": str(device),
+            "train_size": n,
+        }, flush=True)
+        baseline["raw"] = raw_baseline(ds)
+        if writer is not None:
+            writer.save_eval_inputs(**evaluator.eval_inputs(), class_names=tuple(c[:200] for c in ds.classes))
+            writer.write_status(total_steps=total_steps)
+        last_eval = snapshot(0)
+        baseline["random_init"] = {k: last_eval[k] for k in PROBES}
+        emit({"type": "baseline", **baseline}, flush=True)  # the run's one record of its baseline
         model.train()
         for epoch in range(1, config.epochs + 1):
             perm = torch.randperm(n, generator=shuffle_gen).to(device)
@@ -259,24 +315,29 @@ def train(
                 last_eval = snapshot(epoch)
     except NonFiniteLossError as e:
         state, message = "failed", str(e)
-    except Exception as e:  # recorded in the run, then re-raised for the caller to show
-        summary = _summary(last_eval, baseline, epoch, step, t0)
-        emit({"type": "end", "state": "failed", "message": f"{type(e).__name__}: {e}", "summary": summary},
-             flush=True)
-        if writer is not None:
-            writer.close("failed", f"{type(e).__name__}: {e}", summary)
+    except KeyboardInterrupt as e:
+        how = "SIGTERM" if isinstance(e, StopSignal) else "Ctrl-C"
+        record_end("stopped", f"stopped by {how} at epoch {epoch}, step {step}",
+                   _summary(last_eval, max(epoch - 1, 0), step, t0))
         raise
-    summary = _summary(last_eval, baseline, epoch if state == "finished" else epoch - 1, step, t0)
-    emit({"type": "end", "state": state, "message": message, "summary": summary}, flush=True)
-    if writer is not None:
-        writer.close(state, message, summary)
-    return TrainResult(writer.path if writer else None, state, message, summary)
+    except BaseException as e:  # recorded in the run, then re-raised for the caller to show
+        record_end("failed", clean_message(f"{type(e).__name__}: {e}"), _summary(last_eval, epoch, step, t0))
+        raise
+    summary = _summary(last_eval, epoch if state == "finished" else epoch - 1, step, t0)
+    try:
+        emit({"type": "end", "state": state, "message": message, "summary": summary}, flush=True)
+        if writer is not None:
+            writer.close(state, message, summary)
+    except BaseException as e:  # e.g. the disk filled up while the run ended
+        record_end("failed", clean_message(f"{type(e).__name__} while saving the end of the run: {e}"), summary)
+        raise
+    return TrainResult(writer.path if writer else None, state, message, summary, baseline)
 
 
-def _summary(last_eval: dict[str, Any], baseline: dict[str, Any], epoch: int, step: int, t0: float) -> dict:
-    keys = ("linear_probe_acc", "few_shot_probe_acc", "knn_acc", "alignment", "uniformity",
-            "same_class_mass", "effective_negatives", "clamp_share")
-    out = {k: last_eval[k] for k in keys if k in last_eval}
-    out.update(epochs=max(epoch, 0), evaluated_epoch=last_eval["epoch"], steps=step,
-               seconds=round(time.perf_counter() - t0, 3), baseline=baseline)
+def _summary(last_eval: dict[str, Any], epoch: int, step: int, t0: float) -> dict:
+    """The final numbers: the last evaluation's metrics, epochs trained, the epoch evaluated, steps, seconds."""
+    out = {k: last_eval[k] for k in EVAL_KEYS if k in last_eval}
+    out.update(epochs=max(epoch, 0), steps=step, seconds=round(time.perf_counter() - t0, 3))
+    if "epoch" in last_eval:
+        out["evaluated_epoch"] = last_eval["epoch"]
     return out

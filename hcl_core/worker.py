@@ -30,7 +30,7 @@ def _watch_stdin(stop: threading.Event) -> None:
 
 
 def _warm_up() -> None:
-    """Latency (issue 6): pay the lazy imports before a job arrives.
+    """Pay the lazy imports before a job arrives.
 
     They cost ~4-7 s at the start of every run, so a "warm" worker still needed seconds after
     Start, all of it before the first stop check: the first ``torch.optim.Adam`` imports
@@ -57,12 +57,16 @@ def main() -> int:
     out = sys.stdout
     sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the event stream
     lock = threading.Lock()
+    stop = threading.Event()
 
     def send(event: dict) -> None:
         line = json.dumps(event, default=float)
         with lock:
-            out.write(line + "\n")
-            out.flush()
+            try:
+                out.write(line + "\n")
+                out.flush()
+            except (OSError, ValueError):  # the app is gone: nobody watches, so stop (the run says why)
+                stop.set()
 
     send({"type": "ready"})
     first = sys.stdin.readline()
@@ -74,8 +78,10 @@ def main() -> int:
     except (ValueError, KeyError, ConfigError) as e:
         send({"type": "error", "message": f"bad job request: {e}"})
         return 2
-    stop = threading.Event()
     threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
+    # Every failure after the run folder exists is recorded in the run by train() itself; the
+    # error event tells the app. SIGTERM keeps its default (the process ends at once, even inside
+    # a long evaluation): the job manager that sent it records the run as stopped.
     try:
         set_process_threads(config.threads)
         train(config, stop=stop, callback=send, root=request.get("root", "models"))
@@ -86,13 +92,15 @@ def main() -> int:
         traceback.print_exc()
         send({"type": "error", "message": f"{type(e).__name__}: {e}"})
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
 def _exit_now(code: int) -> None:
     """Flush and leave at once, skipping the interpreter's teardown.
 
-    Latency (issue 6): tearing down an interpreter with torch, torch._dynamo and scikit-learn
+    Tearing down an interpreter with torch, torch._dynamo and scikit-learn
     loaded takes ~1.2-1.5 s here; the job only counts as ended when the process is gone, so
     every cooperative Stop overran its 1 s and was turned into a terminate. Every run file is
     closed by then (train() closes its writer), so nothing is lost by skipping the teardown.

@@ -1,13 +1,14 @@
 """Compare: runs side by side (curves, final metrics against baselines, embeddings) and sweeps.
 
-Per chosen run it reads ``metrics.jsonl`` (step losses, per-epoch evaluations; cached while the
-file is unchanged), ``status.json`` (summary and baselines) and the last snapshot's backbone
-``features`` ``(n, D)`` and ``labels`` ``(n,)`` for a PCA panel.
+Per chosen run it reads the run's history (its event log folded by the store: step losses
+thinned to a fixed number of points, per-epoch evaluations, the baseline; cached while the log
+is unchanged), its summary, and the last snapshot's backbone ``features`` ``(n, D)`` and
+``labels`` ``(n,)`` for a PCA panel. What the store found wrong in a run's files is shown as a
+warning next to it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,8 @@ from hcl_core.plots.compare import (
 )
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
-from hcl_core.store import Run, RunFileError, iter_events
-from ui import all_runs, load_snapshot, run_label
+from hcl_core.store import Run, RunFileError, RunHistory
+from ui import all_runs, load_snapshot, run_history, run_label
 from ui.run_files import render_run_files
 from ui.sweep_view import render_sweep_section
 
@@ -43,34 +44,8 @@ TABLE_FORMAT = {h: st.column_config.NumberColumn(format="%.1f" if h in ("eff. ne
 CURVES = ("linear_probe_acc", "few_shot_probe_acc", "knn_acc", "alignment", "uniformity")
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def history(run_path: str, stamp: tuple) -> dict[str, Any]:
-    """A run's step losses ``(steps,)``, ``(losses,)``, its eval events and its baseline event
-    (``stamp``: size and mtime of metrics.jsonl, so a growing file is read again)."""
-    steps, losses, evals, baseline = [], [], [], {}
-    for e in iter_events(Path(run_path) / "metrics.jsonl"):
-        kind = e.get("type")
-        if kind == "step":
-            steps.append(e.get("step"))
-            losses.append(e.get("loss"))
-        elif kind == "eval":
-            evals.append(e)
-        elif kind == "baseline":
-            baseline = {k: v for k, v in e.items() if k != "type"}
-    return {"steps": steps, "losses": losses, "evals": evals, "baseline": baseline}
-
-
-def run_history(run: Run) -> dict[str, Any]:
-    try:
-        info = (run.path / "metrics.jsonl").stat()
-        stamp = (info.st_size, info.st_mtime)
-    except OSError:
-        stamp = (0, 0.0)
-    return history(str(run.path), stamp)
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
-def pca_of(run_path: str, epoch: int, mtime: float, _features: np.ndarray) -> np.ndarray:
+def pca_of(run_path: str, epoch: int, stamp: tuple, _features: np.ndarray) -> np.ndarray:
     """``(n, 2)`` PCA layout of one snapshot's features, cached per file."""
     return pca_2d(_features)
 
@@ -91,13 +66,9 @@ def pick_runs(runs: list[Run]) -> list[Run]:
     return [by_path[p] for p in chosen]
 
 
-def final_metrics(run: Run, hist: dict[str, Any]) -> dict[str, Any]:
+def final_metrics(run: Run, hist: RunHistory) -> dict[str, Any]:
     """The run's summary (finished runs), else its last evaluation (running or interrupted ones)."""
-    return run.summary or (hist["evals"][-1] if hist["evals"] else {})
-
-
-def baseline_of(run: Run, hist: dict[str, Any]) -> dict[str, Any]:
-    return run.summary.get("baseline") or hist["baseline"] or run.status.get("baseline") or {}
+    return run.summary or hist.last_eval
 
 
 def shared_raw_baseline(entries: list[TableEntry], metric: str) -> dict[str, float | None]:
@@ -121,8 +92,7 @@ def embeddings_figure(runs: list[Run], labels: list[str]):
             continue
         try:
             snap = load_snapshot(run, epochs[-1])
-            mtime = (run.path / "snapshots" / f"epoch_{epochs[-1]:04d}.npz").stat().st_mtime
-            layouts.append(pca_of(str(run.path), epochs[-1], mtime, snap["features"]))
+            layouts.append(pca_of(str(run.path), epochs[-1], run.snapshot_stamp(epochs[-1]), snap["features"]))
         except (OSError, RunFileError, KeyError, ValueError) as e:
             st.warning(f"{label}: its last snapshot cannot be shown ({e}).")
             continue
@@ -144,8 +114,11 @@ def runs_section() -> None:
     labels = legend_labels([r.config for r in chosen])
     colors = run_colors([r.config.loss for r in chosen])
     hists = [run_history(r) for r in chosen]
-    entries = [TableEntry(label, r.run_id, r.config, r.state, final_metrics(r, h), baseline_of(r, h))
+    entries = [TableEntry(label, r.run_id, r.config, r.state, final_metrics(r, h), h.baseline)
                for label, r, h in zip(labels, chosen, hists, strict=True)]
+    for label, r, h in zip(labels, chosen, hists, strict=True):
+        if problems := [*r.warnings, *h.warnings]:
+            st.warning(f"**{label}** (`{r.run_id}`): " + "; ".join(problems[:4]) + (" …" if len(problems) > 4 else ""))
 
     st.subheader("Final metrics")
     rows = metrics_table(entries)
@@ -155,10 +128,10 @@ def runs_section() -> None:
                "untrained network (epoch 0). Alignment and uniformity: lower is better.")
 
     curves = {"loss": loss_figure(
-        [Series(lab, h["steps"], h["losses"], col) for lab, h, col in zip(labels, hists, colors, strict=True)])}
+        [Series(lab, h.steps, h.losses, col) for lab, h, col in zip(labels, hists, colors, strict=True)])}
     for metric in CURVES:
-        series = [Series(lab, [e["epoch"] for e in h["evals"] if metric in e],
-                         [e[metric] for e in h["evals"] if metric in e], col)
+        series = [Series(lab, [e["epoch"] for e in h.evals if metric in e],
+                         [e[metric] for e in h.evals if metric in e], col)
                   for lab, h, col in zip(labels, hists, colors, strict=True)]
         curves[metric] = metric_figure(series, metric)
         if metric in PROBE_METRICS:
@@ -170,10 +143,10 @@ def runs_section() -> None:
 
     c1, c2, c3 = st.columns([1, 1, 3])
     c1.download_button("⬇ Table (CSV)", table_csv(rows), file_name="comparison.csv", mime="text/csv",
-                       key="cmp_csv", on_click="ignore", use_container_width=True)
+                       key="cmp_csv", on_click="ignore", width="stretch")
     c2.download_button("⬇ Figures (HTML)", lambda: figures_html(figures, intro="Runs: " + "; ".join(labels)),
                        file_name="comparison.html", mime="text/html", key="cmp_html", on_click="ignore",
-                       use_container_width=True, help="One page with every chart below, interactive and offline "
+                       width="stretch", help="One page with every chart below, interactive and offline "
                                                       "(plotly.js is inside the file, about 5 MB).")
     c3.caption("PNG: the 📷 camera icon in each chart's toolbar (top right, on hover) saves that chart as a PNG. "
                "Static export on the server needs the kaleido package, which is not installed.")

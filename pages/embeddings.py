@@ -27,7 +27,7 @@ from hcl_core.plots.embeddings import (
 )
 from hcl_core.projection import ProjectionService, align_layout, layout_key, pca_2d
 from hcl_core.store import Run
-from ui import eval_inputs, load_snapshot, pick_run
+from ui import load_eval_inputs, load_snapshot, pick_run
 
 K = 8  # neighbours and hardest negatives shown for a chosen sample
 POLL_S = 0.5  # how often the page checks whether UMAP is ready
@@ -74,7 +74,7 @@ def read_snapshots(run: Run) -> Snapshots:
                 raise ValueError("it holds other samples than the other snapshots")
             if not np.isfinite(feats).all():
                 raise ValueError("the features contain NaN or infinity (the training diverged)")
-            stamp.append((epoch, (run.path / "snapshots" / f"epoch_{epoch:04d}.npz").stat().st_mtime))
+            stamp.append((epoch, run.snapshot_stamp(epoch)))
         except _UNREADABLE as e:
             out.problems.append(f"The snapshot of epoch {epoch} is left out: {e or type(e).__name__}.")
             continue
@@ -177,7 +177,8 @@ def umap_view(run: Run, snaps: Snapshots, epoch: int) -> View | None:
 @dataclass
 class Subset:
     """The evaluation subset: ``labels``/``indices`` (test-set positions) ``(n,)``, ``inputs``
-    ``(n, C, H, W)`` or ``(n, D)`` (``None`` if eval_inputs.npz is unreadable), class names."""
+    ``(n, C, H, W)`` or ``(n, D)`` (``None`` if the run's evaluation inputs are unreadable), and
+    ``names[k]`` the name of class ``k``."""
 
     labels: np.ndarray
     indices: np.ndarray
@@ -188,21 +189,21 @@ class Subset:
         return self.names[int(self.labels[row])]
 
 
-def read_subset(run_path: str, labels: np.ndarray) -> Subset:
+def read_subset(run: Run, labels: np.ndarray) -> Subset:
+    """The subset of ``run`` whose snapshot labels are ``labels``; class names as the run saved them,
+    else the data set's, else the class indices (runs written before names were saved)."""
     n, k = len(labels), int(labels.max()) + 1
     try:
-        data = eval_inputs(run_path)
+        data = load_eval_inputs(run)
         if len(data["inputs"]) != n or len(data["indices"]) != n:
             raise ValueError(f"{len(data['inputs'])} inputs for {n} samples")
     except _UNREADABLE:
-        return Subset(labels, np.arange(n), None, tuple(map(str, range(k))))
-    names = data.get("classes")  # not written by train.py yet: class indices stand in
-    names = tuple(str(c) for c in names) if names is not None and len(names) >= k else tuple(map(str, range(k)))
-    return Subset(labels, data["indices"], data["inputs"], names)
+        return Subset(labels, np.arange(n), None, run.class_names(k))
+    return Subset(labels, data["indices"], data["inputs"], run.class_names(k, data.get("class_names")))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def hover_labels(run_path: str, n: int, _subset: Subset) -> list[str]:
+def hover_labels(run_path: str, stamp: tuple, n: int, _subset: Subset) -> list[str]:
     """Hover text per sample (block pictures take a while for thousands of images: cached per run)."""
     return hover_texts(_subset.labels, _subset.indices, _subset.names, _subset.inputs)
 
@@ -269,7 +270,7 @@ if run.state == "interrupted":
 elif run.state == "running":
     st.info("This run is still training: new epochs appear when the page reruns (press **R**).")
 
-n, sub = len(snaps.labels), read_subset(str(run.path), snaps.labels)
+n, sub = len(snaps.labels), read_subset(run, snaps.labels)
 epoch_key, sample_key, chart_key = (f"emb_{w}:{run.run_id}" for w in ("epoch", "sample", "chart"))
 c_epoch, c_method = st.columns([4, 1])
 if len(snaps.epochs) > 1:
@@ -289,8 +290,9 @@ view = (umap_view(run, snaps, epoch) if method == "UMAP" else None) or pca_view(
 chosen = st.session_state.get(sample_key)
 chosen = chosen if isinstance(chosen, int) and 0 <= chosen < n else None
 nb = neighbours(snaps.features[snaps.epochs.index(epoch)], sub.labels, chosen, K) if chosen is not None else None
+hover = hover_labels(str(run.path), run.eval_inputs_stamp(), n, sub)
 fig = embedding_figure(
-    view.layouts, view.epochs, sub.labels, class_names=sub.names, hover=hover_labels(str(run.path), n, sub),
+    view.layouts, view.epochs, sub.labels, class_names=sub.names, hover=hover,
     active=view.epochs.index(epoch) if epoch in view.epochs else None, axis_titles=view.axes,
     titles=[f"Backbone features of {n} test samples · epoch {e} · {view.method}" for e in view.epochs],
     highlight=Highlight(chosen, nb.nearest, nb.hardest) if nb is not None else None,

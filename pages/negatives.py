@@ -46,8 +46,8 @@ def sweep_for(run_path: str, epoch: int, mtime: float, loss: str, tau: float) ->
     return beta_sweep(*_batch(run_path, epoch, mtime), loss=loss, tau=tau)
 
 
-def snapshot_mtime(run: Run, epoch: int) -> float:
-    return (run.path / "snapshots" / f"epoch_{epoch:04d}.npz").stat().st_mtime
+def snapshot_mtime(run: Run, epoch: int) -> tuple:
+    return run.snapshot_stamp(epoch)
 
 
 def controls(run: Run) -> tuple[int, list[str], float, float]:

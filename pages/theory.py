@@ -55,8 +55,8 @@ def curves(run_path: str, epoch: int, mtime: float, tau: float, betas: tuple[flo
     return theory_curves(snap["z1"], snap["z2"], snap["z_labels"], tau=tau, betas=betas, diagnostics=diagnostics)
 
 
-def snapshot_mtime(run: Run, epoch: int) -> float:
-    return (run.path / "snapshots" / f"epoch_{epoch:04d}.npz").stat().st_mtime
+def snapshot_mtime(run: Run, epoch: int) -> tuple:
+    return run.snapshot_stamp(epoch)
 
 
 def run_curves(run: Run, epoch: int, tau: float, betas: tuple[float, ...], diagnostics: bool = True) -> TheoryCurves:

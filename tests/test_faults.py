@@ -452,7 +452,8 @@ def _store_with_faults(root: Path) -> Path:
     odd.close("finished")
     (odd.path / "status.json").write_text(json.dumps({"state": "running", "pid": "x", "started": "yesterday",
                                                       "updated": None, "summary": [1, 2]}))
-    (odd.path / "metrics.jsonl").write_bytes(b'{"type": "step", "step": 1}\n\xff\xfe\x00garbage\n' + b"[" * 50_000)
+    (odd.path / "metrics.jsonl").write_bytes(b'{"type": "step", "step": 1, "loss": 0.5}\n\xff\xfe\x00garbage\n'
+                                             + b"[" * 50_000)
     pid0 = RunWriter(root, RunConfig(seed=2), run_id="pid-zero")
     pid0.close("finished")
     (pid0.path / "status.json").write_text(json.dumps({"state": "running", "pid": 0, "host": os.uname().nodename}))
@@ -468,14 +469,19 @@ def test_corrupt_and_foreign_folders_are_skipped_with_warnings_never_a_crash(tmp
     _store_with_faults(tmp_path)
     runs, warnings = list_runs(tmp_path)
     assert sorted(r.run_id for r in runs) == ["demo-good", "good", "odd-status", "pid-zero"]
-    skipped = {w.split(":")[0].removeprefix("skipped ") for w in warnings}
+    skipped = {w.split(":")[0].removeprefix("skipped ") for w in warnings if w.startswith("skipped ")}
     assert skipped == {"foreign", "foreign-with-files", "garbage-config", "invalid-config", "unknown-field",
-                       "config-is-a-folder", "deeply-nested", "list-config", "demo-bad"}, warnings
+                       "config-is-a-folder", "deeply-nested", "list-config", "demo-bad", "loop"}, warnings
+    # The runs with damaged status fields are listed, each bad field named in a warning on that run.
+    on_runs = [w for w in warnings if not w.startswith("skipped ")]
+    assert {w.split(":")[0] for w in on_runs} == {"odd-status", "pid-zero"}, on_runs
     by_id = {r.run_id: r for r in runs}
     odd = by_id["odd-status"]
+    assert {"'pid'", "'started'", "'updated'", "summary"} <= {p for w in odd.warnings for p in w.split()}, odd.warnings
     assert odd.state == "interrupted" and odd.summary == {}  # no pid: stale heartbeat
     assert [e["step"] for e in odd.events()] == [1]
-    assert by_id["pid-zero"].state == "interrupted"
+    assert any("line 2 is not JSON" in w for w in odd.warnings), odd.warnings
+    assert by_id["pid-zero"].state == "interrupted" and "'pid' should lie in 1.." in by_id["pid-zero"].warnings[0]
     # The command line lists the good runs and prints the warnings on stderr.
     assert cli.main(["list", "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()

@@ -1,7 +1,9 @@
-"""Streamlit helpers shared by the pages: the job manager, run pickers, cached run loading.
+"""Streamlit helpers shared by the pages: the job manager and the job list, run pickers, cached run files.
 
 Everything heavy is cached: the job manager is one object for all sessions
-(``st.cache_resource``); run lists and snapshots are cached briefly (``st.cache_data``).
+(``st.cache_resource``); run lists, snapshots, evaluation inputs and event-log histories are
+cached by the file's stamp (``st.cache_data``), so a rewritten or growing file is read again.
+Pages never name a run file: they ask :class:`hcl_core.store.Run` and the helpers here.
 """
 
 from __future__ import annotations
@@ -11,9 +13,34 @@ from pathlib import Path
 
 import streamlit as st
 
-from hcl_core.jobs import JobManager
+from hcl_core import store
+from hcl_core.config import RunConfig
+from hcl_core.jobs import Job, JobInfo, JobManager
 from hcl_core.registry import LOSSES
-from hcl_core.store import Run, list_runs, load_npz, load_run
+from hcl_core.store import Run, RunHistory, list_runs, load_run
+
+__all__ = [
+    "FIRST_POINT_REFRESH_S",
+    "JOB_PARAM",
+    "LIVE_REFRESH_S",
+    "all_runs",
+    "config_label",
+    "eval_inputs",
+    "forget_job",
+    "job_manager",
+    "load_eval_inputs",
+    "load_snapshot",
+    "models_root",
+    "own_job",
+    "pick_run",
+    "reload_run",
+    "remember_job",
+    "render_active_jobs",
+    "run_history",
+    "run_label",
+    "runs_with_warnings",
+    "snapshot",
+]
 
 #: How often the live view refreshes while a job trains. The worker trains in its own process,
 #: so a refresh costs the training only the CPU that the rerun and the browser's redraw take
@@ -21,16 +48,82 @@ from hcl_core.store import Run, list_runs, load_npz, load_run
 LIVE_REFRESH_S = 2.0
 #: The refresh while a started job has not shown its first loss point (seconds at most).
 FIRST_POINT_REFRESH_S = 0.5
+#: The URL parameter holding the token of the job this tab started (``?job=...``).
+JOB_PARAM = "job"
 
 
 def models_root() -> Path:
     return Path(os.environ.get("HCL_MODELS_DIR", "models"))
 
 
+# ------------------------------------------------------------------------------------------
+# jobs: one manager for every tab; each tab finds its own job by the token in its URL
+# ------------------------------------------------------------------------------------------
+
+
 @st.cache_resource(show_spinner=False)
 def job_manager() -> JobManager:
     """One job manager per app process: every tab and rerun sees the same jobs."""
     return JobManager(models_root(), max_active=int(os.environ.get("HCL_MAX_JOBS", "2")))
+
+
+def own_job(manager: JobManager | None = None) -> Job | None:
+    """The job this tab started (its token in the URL), if this app process still knows it.
+
+    A reloaded tab keeps its URL, so it finds its own job again, whichever jobs other tabs
+    started since.
+    """
+    return (manager or job_manager()).find(st.query_params.get(JOB_PARAM))
+
+
+def remember_job(job: Job) -> None:
+    """Put ``job``'s token in this tab's URL (call it from Start's callback)."""
+    st.query_params[JOB_PARAM] = job.token
+
+
+def forget_job() -> None:
+    st.query_params.pop(JOB_PARAM, None)
+
+
+def config_label(c: RunConfig) -> str:
+    """``HCL · β=1 · τ=0.5 · τ⁺=0.1 · seed 0``: the settings that tell runs of one data set apart."""
+    parts = [LOSSES[c.loss].short]
+    if "beta" in c.loss_params:
+        parts.append(f"β={c.beta:g}")
+    parts.append(f"τ={c.tau:g}")
+    if "tau_plus" in c.loss_params:
+        parts.append(f"τ⁺={c.tau_plus:g}")
+    parts.append(f"seed {c.seed}")
+    return " · ".join(parts)
+
+
+def _job_line(info: JobInfo) -> str:
+    where = f"step {info.step}/{info.total_steps}" if info.total_steps else "starting"
+    return f"{config_label(info.config)} · {info.config.dataset} · {where} · {info.state}"
+
+
+def _stop_job(token: str) -> None:
+    job_manager().stop(token, timeout=1.0)
+
+
+def render_active_jobs(*, exclude: str | None = None, key: str = "jobs") -> list[JobInfo]:
+    """Every job training in this app, whichever tab started it, each with a Stop button.
+
+    ``exclude``: a token left out (the job the page shows on its own). Returns the jobs listed.
+    """
+    infos = [i for i in job_manager().active() if i.token != exclude]
+    for info in infos:
+        left, right = st.columns([6, 1], vertical_alignment="center")
+        left.progress(info.progress, text=_job_line(info))
+        right.button("■ Stop", key=f"{key}_stop_{info.token}", on_click=_stop_job, args=(info.token,),
+                     width="stretch", disabled=info.state == "stopping",
+                     help="Stops this run within a second; everything it trained so far is kept.")
+    return infos
+
+
+# ------------------------------------------------------------------------------------------
+# runs and their files, cached by file stamps
+# ------------------------------------------------------------------------------------------
 
 
 @st.cache_data(ttl=3, show_spinner=False)
@@ -46,41 +139,61 @@ def all_runs() -> list[Run]:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def snapshot(run_path: str, epoch: int, mtime: float) -> dict:
-    """A snapshot's arrays (``mtime`` in the key: a rewritten file is read again)."""
-    return load_npz(Path(run_path) / "snapshots" / f"epoch_{epoch:04d}.npz")
+def snapshot(run_path: str, epoch: int, stamp: tuple) -> dict:
+    """A snapshot's arrays (``stamp``, from :meth:`Run.snapshot_stamp`, in the key: a rewritten
+    file is read again). :class:`~hcl_core.store.RunFileError` if it cannot be read."""
+    return store.load_snapshot(run_path, epoch)
 
 
 def load_snapshot(run: Run, epoch: int) -> dict:
-    path = run.path / "snapshots" / f"epoch_{epoch:04d}.npz"
-    return snapshot(str(run.path), epoch, path.stat().st_mtime)
+    return snapshot(str(run.path), epoch, run.snapshot_stamp(epoch))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def eval_inputs(run_path: str) -> dict:
-    return load_npz(Path(run_path) / "eval_inputs.npz")
+def eval_inputs(run_path: str, stamp: tuple) -> dict:
+    """The evaluation subset's arrays (inputs, labels, indices, class_names when saved)."""
+    return store.load_eval_inputs(run_path)
+
+
+def load_eval_inputs(run: Run) -> dict:
+    return eval_inputs(str(run.path), run.eval_inputs_stamp())
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _history(run_path: str, stamp: tuple) -> RunHistory:
+    return store.read_history(run_path)
+
+
+def run_history(run: Run) -> RunHistory:
+    """The run's event log folded and thinned (:class:`~hcl_core.store.RunHistory`), cached while
+    the log is unchanged; a copy, so the caller may keep it."""
+    return _history(str(run.path), run.metrics_stamp())
 
 
 def run_label(run: Run) -> str:
     c = run.config
-    parts = [LOSSES[c.loss].short]
-    if "beta" in c.loss_params:
-        parts.append(f"β={c.beta:g}")
-    parts.append(f"τ={c.tau:g}")
-    if "tau_plus" in c.loss_params:
-        parts.append(f"τ⁺={c.tau_plus:g}")
-    parts.append(f"seed {c.seed}")
     name = f" “{c.name}”" if c.name else ""
     state = "" if run.state == "finished" else f" [{run.state}]"
-    return f"{' · '.join(parts)} · {c.dataset}{name}{state}"
+    return f"{config_label(c)} · {c.dataset}{name}{state}"
 
 
 def pick_run(label: str = "Run", *, key: str, runs: list[Run] | None = None,
              need_snapshots: bool = True) -> Run | None:
-    """A select box of runs; remembers the choice in the URL (``?run=<id>``) so links keep it."""
+    """A select box of runs; remembers the choice in the URL (``?run=<id>``) so links keep it.
+
+    Runs whose snapshots cannot be read are left out with a note, never a crash.
+    """
     runs = runs if runs is not None else all_runs()
     if need_snapshots:
-        runs = [r for r in runs if r.snapshot_epochs()]
+        with_snapshots, unreadable = [], []
+        for r in runs:
+            if r.snapshot_epochs():
+                with_snapshots.append(r)
+            elif r.warnings:
+                unreadable.append(f"{r.run_id}: {r.warnings[-1]}")
+        runs = with_snapshots
+        if unreadable:
+            st.caption("Left out: " + "; ".join(unreadable[:5]) + (" …" if len(unreadable) > 5 else ""))
     if not runs:
         st.info("No runs with snapshots yet: start one on the **Train** page, or run "
                 "`python -m hcl_core train` in a terminal.")

@@ -43,7 +43,7 @@ def _download_section() -> None:
         return
     st.download_button("⬇ Run bundle (.zip)", lambda: bundle_bytes(chosen.path), file_name=f"{chosen.run_id}.zip",
                        mime="application/zip", key="files_download", on_click="ignore",
-                       help="config.json, metrics.jsonl, status.json, snapshots and checkpoint: everything the "
+                       help="The run's configuration, event log, status, snapshots and checkpoint: everything the "
                             "app and `python -m hcl_core import` need to show the run elsewhere.")
 
 
