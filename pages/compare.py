@@ -14,19 +14,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hcl_core.plots.compare import (
+from hcl_core.analysis.compare import (
     FINAL_METRICS,
     PROBE_METRICS,
     TableEntry,
-    add_baselines,
     default_comparison,
-    embeddings_grid_figure,
-    figures_html,
-    legend_labels,
     metrics_table,
-    run_colors,
     table_csv,
 )
+from hcl_core.plots.compare import add_baselines, embeddings_grid_figure, figures_html, legend_labels, run_colors
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
 from hcl_core.store import Run, RunFileError, iter_events

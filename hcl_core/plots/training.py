@@ -10,18 +10,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..registry import METRICS
 from . import ACCENT, MUTED, styled
 
-METRIC_LABELS = {
-    "few_shot_probe_acc": "few-shot probe (10 labels/class)",
-    "knn_acc": "kNN (k=200)",
-    "linear_probe_acc": "linear probe (all labels)",
-    "alignment": "alignment (lower = positives closer)",
-    "uniformity": "uniformity (lower = more spread)",
-    "same_class_mass": "same-class weight mass",
-    "effective_negatives": "effective number of negatives",
-    "clamp_share": "anchors where the clamp binds",
-}
+#: Chart titles of the metrics (the registry's labels).
+METRIC_LABELS = {key: m.label for key, m in METRICS.items()}
 _PROBE_COLORS = {"few_shot_probe_acc": "#0072B2", "knn_acc": "#009E73", "linear_probe_acc": "#CC79A7"}
 MAX_POINTS = 1500  # a curve is thinned to at most this many points before it is sent to the browser
 
