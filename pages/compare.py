@@ -27,8 +27,11 @@ from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
 from hcl_core.store import Run, RunFileError, iter_events
 from ui import all_runs, load_snapshot, run_label
+from ui.navigation import through_app
 from ui.run_files import render_run_files
 from ui.sweep_view import render_sweep_section
+
+through_app()  # first: a deep link to a fresh server must run through app.py
 
 DEFAULT_RUNS = 3
 MAX_RUNS = 8
