@@ -22,10 +22,14 @@ def entry(label: str, config: RunConfig, **metrics) -> table.TableEntry:
     return table.TableEntry(label, f"id-{label}", config, "finished", metrics, {"raw": RAW, "random_init": RANDOM})
 
 
-def test_run_colors_follow_the_loss_unless_two_runs_share_one():
+def test_run_colors_follow_the_loss_and_a_second_run_of_a_loss_gets_a_shade_of_it():
     assert cmp.run_colors(["info_nce", "hcl"]) == [LOSS_COLORS["info_nce"], LOSS_COLORS["hcl"]]
     colors = cmp.run_colors(["hcl", "hcl", "info_nce"])
-    assert len(set(colors)) == 3
+    assert len(set(colors)) == 3 and colors[0] == LOSS_COLORS["hcl"] and colors[2] == LOSS_COLORS["info_nce"]
+    r0, g0, b0 = (int(colors[0][i : i + 2], 16) for i in (1, 3, 5))
+    r1, g1, b1 = (int(colors[1][i : i + 2], 16) for i in (1, 3, 5))
+    assert r1 >= r0 and g1 > g0 and b1 > b0  # the same hue, lighter
+    assert colors[1] not in LOSS_COLORS.values()
 
 
 def test_legend_labels_name_only_what_differs():
@@ -68,6 +72,9 @@ def test_distinct_random_encoders_are_told_apart():
 def test_add_baselines_draws_labelled_lines():
     fig = cmp.add_baselines(go.Figure(), {"raw pixels": 0.9, "missing": None})
     assert len(fig.layout.shapes) == 1 and fig.layout.annotations[0].text == "raw pixels 0.900"
+    two = cmp.add_baselines(go.Figure(), {"raw pixels": 0.90, "random encoder": 0.901})
+    positions = {a.yanchor + a.xanchor for a in two.layout.annotations}
+    assert len(positions) == 2  # close lines: one label below-right, the other above-left
 
 
 def test_embeddings_grid_one_panel_per_run_one_legend_per_class():

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from ..config import RunConfig
 from ..registry import LOSSES
-from . import LOSS_COLORS, MUTED, RIGHT_LEGEND, class_color, class_symbol, styled
+from . import MUTED, RIGHT_LEGEND, class_color, class_symbol, loss_shade, styled
 
 __all__ = [
     "add_baselines",
@@ -26,14 +26,15 @@ __all__ = [
     "run_colors",
     ]
 
-#: Okabe-Ito without its yellow (unreadable on white): used when two chosen runs share a loss.
-RUN_PALETTE = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#999999")
 def run_colors(losses: Sequence[str]) -> list[str]:
-    """One colour per run: its loss's colour (as on every page) while the losses are distinct,
-    otherwise a colour-blind-safe palette in order (two HCL runs must not look alike)."""
-    if len(set(losses)) == len(losses):
-        return [LOSS_COLORS.get(loss, MUTED) for loss in losses]
-    return [RUN_PALETTE[i % len(RUN_PALETTE)] for i in range(len(losses))]
+    """One colour per run: its loss's colour (as on every page); a second run of the same loss
+    gets a lighter shade of it, never another loss's colour."""
+    seen: dict[str, int] = {}
+    out = []
+    for loss in losses:
+        out.append(loss_shade(loss, seen.get(loss, 0), losses.count(loss)))
+        seen[loss] = seen.get(loss, 0) + 1
+    return out
 
 
 def _short_loss(loss: str) -> str:
@@ -79,12 +80,16 @@ def legend_labels(configs: Sequence[RunConfig]) -> list[str]:
 
 
 def add_baselines(fig: go.Figure, baselines: Mapping[str, float | None]) -> go.Figure:
-    """Dotted horizontal lines, e.g. ``{"raw pixels": 0.96}``, labelled at the right."""
-    for name, value in baselines.items():
-        if value is None:
-            continue
+    """Dotted horizontal lines, e.g. ``{"raw pixels": 0.96}``, labelled at the right.
+
+    Labels alternate below and above their lines (and between the right and left ends), so two
+    baselines close together never print their labels on top of each other.
+    """
+    positions = ("bottom right", "top left", "top right", "bottom left")
+    shown = [(name, value) for name, value in baselines.items() if value is not None]
+    for i, (name, value) in enumerate(sorted(shown, key=lambda nv: nv[1])):
         fig.add_hline(y=value, line=dict(color=MUTED, dash="dot", width=1.5),
-                      annotation_text=f"{name} {value:.3f}", annotation_position="bottom right",
+                      annotation_text=f"{name} {value:.3f}", annotation_position=positions[i % len(positions)],
                       annotation_font=dict(size=11, color=MUTED))
     return fig
 
