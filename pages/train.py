@@ -126,15 +126,16 @@ def _status_line(s: JobState) -> str:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, *, _evals: list,
-                        _baseline: dict) -> tuple:
+def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, raw_name: str, *,
+                        _evals: list, _baseline: dict) -> tuple:
     """The probe, geometry and clamp charts; they change only when an evaluation arrives.
 
     Built once per evaluation instead of at every live refresh (~60 ms of server CPU each
     time, which a 2-core machine takes from the training). Nothing mutates them afterwards.
     """
-    clamp = clamp_figure(_evals) if _evals and loss in ("hcl", "dcl") else None
-    return probe_figure(_evals, _baseline), geometry_figure(_evals) if _evals else None, clamp
+    clamp = clamp_figure(_evals) if _evals and LOSSES[loss].clamp else None
+    return (probe_figure(_evals, _baseline, raw_name=raw_name), geometry_figure(_evals) if _evals else None,
+            clamp)
 
 
 def _render(s: JobState) -> None:
@@ -145,13 +146,14 @@ def _render(s: JobState) -> None:
         st.warning(s.message or "Stopped.")
     last = s.evals[-1] if s.evals else {}
     raw = (s.baseline or {}).get("raw", {})
+    raw_name = "raw pixels" if DATASETS[s.config.dataset].is_image else "raw inputs"
     m = st.columns(4)
     m[0].metric("Loss (last step)", f"{s.steps[-1][1]:.4f}" if s.steps else "–")
     for col, key, label in ((m[1], "few_shot_probe_acc", "Few-shot probe"), (m[2], "knn_acc", "kNN accuracy"),
                             (m[3], "linear_probe_acc", "Linear probe")):
         if key in last:
             col.metric(f"{label} (epoch {last['epoch']})", f"{last[key]:.3f}",
-                       delta=f"{last[key] - raw[key]:+.3f} vs raw pixels" if key in raw else None)
+                       delta=f"{last[key] - raw[key]:+.3f} vs {raw_name}" if key in raw else None)
         else:
             col.metric(label, "–")
     left, right = st.columns(2)
@@ -160,7 +162,7 @@ def _render(s: JobState) -> None:
     left.plotly_chart(loss_figure([Series(s.config.short_name(), steps, losses, color)]),
                       use_container_width=True, key="loss_curve")
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
-                                                 bool(s.baseline), _evals=s.evals, _baseline=s.baseline)
+                                                 bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
     right.plotly_chart(probe, use_container_width=True, key="probe_curve")
     if s.evals:
         left, right = st.columns(2)
