@@ -23,6 +23,9 @@ from hcl_core.plots.negatives import (
 from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError
 from ui import pick_run, snapshot
+from ui.navigation import through_app
+
+through_app()  # first: a deep link to a fresh server must run through app.py
 
 ALL_LOSSES = list(LOSSES)
 CHART_CONFIG = {"displaylogo": False}

@@ -10,11 +10,14 @@ from hcl_core.plots import LOSS_COLORS
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
 from hcl_core.registry import DATASETS, LOSSES
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run
+from ui.controls import KEY, field_control, field_help
 from ui.formulas import EXPLANATIONS, FORMULAS
+from ui.navigation import through_app
+
+through_app()  # first: a deep link to a fresh server must run through app.py
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-KEY = "cfg_"  # session-state prefix of the config widgets
 
 
 # ------------------------------------------------------------------------------------------
@@ -33,15 +36,7 @@ def _init_from_url() -> None:
 
 def _set_controls(config: RunConfig) -> None:
     for name, value in config.to_dict().items():
-        st.session_state[KEY + name] = "" if value is None else value
-
-
-def _steps_with_current(steps: list, name: str) -> list:
-    """A select slider's steps plus the control's current value (a link may hold any valid one).
-
-    Derived at every run: a value missing from the steps would be reset to the first step.
-    """
-    return sorted({*steps, st.session_state[KEY + name]})
+        st.session_state[KEY + name] = "" if value is None and FIELDS[name].type is str else value
 
 
 def _keep_hidden_values() -> None:
@@ -59,58 +54,48 @@ def _keep_hidden_values() -> None:
             st.session_state[KEY + name] = saved[name]
 
 
-def _help(name: str) -> str:
-    spec = FIELDS[name]
-    return f"{spec.help} Allowed: {spec.describe_range()}."
-
-
 def _controls() -> tuple[RunConfig | None, str | None]:
     """The sidebar; returns the config, or None and the message of the field that is wrong."""
     _keep_hidden_values()
     sb = st.sidebar
     sb.header("Run configuration")
-    dataset = sb.selectbox("Data set", list(DATASETS), format_func=lambda n: DATASETS[n].label,
-                           key=KEY + "dataset", help=_help("dataset"))
-    if dataset not in ("digits", "synthetic"):
-        sb.text_input("Data folder", key=KEY + "data_root", help=_help("data_root"),
+    dataset = field_control(sb, "dataset", "Data set", format_func=lambda n: DATASETS[n].label)
+    if DATASETS[dataset].needs_root:
+        sb.text_input("Data folder", key=KEY + "data_root", help=field_help("data_root"),
                       placeholder="/path/to/data")
     if dataset == "synthetic":
-        sb.slider("Class overlap", 0.0, 1.0, step=0.05, key=KEY + "synthetic_overlap",
-                  help=_help("synthetic_overlap"))
-    loss = sb.selectbox("Loss", list(LOSSES), format_func=lambda n: LOSSES[n].label, key=KEY + "loss",
-                        help="The contrastive objective. The formula is shown above the charts.")
-    used = LOSSES[loss].params
-    if "beta" in used:
-        sb.slider("Hardness β", 0.0, 20.0, step=0.1, key=KEY + "beta", help=_help("beta") +
-                  " β multiplies s = cos/τ, as in the published code.")
-    sb.slider("Temperature τ", 0.05, 2.0, step=0.05, key=KEY + "tau", help=_help("tau"))
-    if "tau_plus" in used:
-        sb.slider("Class prior τ⁺", 0.0, 0.5, step=0.01, key=KEY + "tau_plus", help=_help("tau_plus"))
-    hidden = [p for p in ("beta", "tau_plus") if p not in used]
+        field_control(sb, "synthetic_overlap", "Class overlap", slider=(0.0, 1.0, 0.05))
+    loss = field_control(sb, "loss", "Loss", format_func=lambda n: LOSSES[n].label,
+                         help_extra="The formula is shown above the charts.")
+    spec = LOSSES[loss]
+    if spec.reads("beta"):
+        field_control(sb, "beta", "Hardness β", slider=(0.0, 20.0, 0.1),
+                      help_extra="β multiplies s = cos/τ, as in the published code.")
+    field_control(sb, "tau", "Temperature τ", slider=(0.05, 2.0, 0.05))
+    if spec.reads("tau_plus"):
+        field_control(sb, "tau_plus", "Class prior τ⁺", slider=(0.0, 0.5, 0.01))
+    hidden = [p for p in ("beta", "tau_plus") if not spec.reads(p)]
     if hidden:
-        sb.caption(f"{LOSSES[loss].short} does not use " +
-                   " or ".join({"beta": "β", "tau_plus": "τ⁺"}[p] for p in hidden) + ".")
-    sb.selectbox("Encoder", FIELDS["encoder"].choices, key=KEY + "encoder", help=_help("encoder"))
-    sb.select_slider("Batch size", _steps_with_current(BATCH_SIZES, "batch_size"), key=KEY + "batch_size",
-                     help=_help("batch_size"))
-    sb.number_input("Epochs", min_value=1, max_value=1000, step=5, key=KEY + "epochs", help=_help("epochs"))
-    sb.select_slider("Learning rate", _steps_with_current(LEARNING_RATES, "lr"), key=KEY + "lr",
-                     format_func=lambda v: f"{v:g}", help=_help("lr"))
-    sb.slider("Augmentation strength", 0.0, 2.0, step=0.1, key=KEY + "aug_strength", help=_help("aug_strength"))
-    sb.number_input("Seed", min_value=0, step=1, key=KEY + "seed", help=_help("seed"))
-    sb.selectbox("Device", FIELDS["device"].choices, key=KEY + "device", help=_help("device"))
+        sb.caption(f"{spec.short} does not use " + " or ".join({"beta": "β", "tau_plus": "τ⁺"}[p] for p in hidden)
+                   + ".")
+    field_control(sb, "encoder", "Encoder")
+    field_control(sb, "batch_size", "Batch size", steps=BATCH_SIZES)
+    field_control(sb, "epochs", "Epochs", step=5)
+    field_control(sb, "lr", "Learning rate", steps=LEARNING_RATES, format_func=lambda v: f"{v:g}")
+    field_control(sb, "aug_strength", "Augmentation strength", slider=(0.0, 2.0, 0.1))
+    field_control(sb, "seed", "Seed")
+    field_control(sb, "device", "Device")
     with sb.expander("Advanced"):
-        st.number_input("Evaluate every K epochs", 1, 1000, key=KEY + "snapshot_every",
-                        help=_help("snapshot_every"))
-        if LOSSES[loss].detachable:
-            st.checkbox("Detach hardness weights", key=KEY + "detach_weights", help=_help("detach_weights"))
-        st.number_input("Projection size", 2, 1024, key=KEY + "feature_dim", help=_help("feature_dim"))
-        st.number_input("Hidden width", 8, 4096, key=KEY + "hidden_dim", help=_help("hidden_dim"))
-        st.number_input("Weight decay", 0.0, 0.1, format="%g", key=KEY + "weight_decay",
-                        help=_help("weight_decay"))
-        st.number_input("Test samples embedded", 50, 5000, key=KEY + "eval_size", help=_help("eval_size"))
-        st.number_input("CPU threads (0 = default)", 0, 256, key=KEY + "threads", help=_help("threads"))
-        st.text_input("Run name", key=KEY + "name", help=_help("name"))
+        field_control(st, "snapshot_every", "Evaluate every K epochs")
+        if spec.detachable:
+            field_control(st, "detach_weights", "Detach hardness weights")
+        field_control(st, "feature_dim", "Projection size")
+        field_control(st, "hidden_dim", "Hidden width")
+        field_control(st, "weight_decay", "Weight decay", step=1e-6)
+        field_control(st, "eval_size", "Test samples embedded")
+        field_control(st, "max_train", "Training samples (empty = all)", step=100)
+        field_control(st, "threads", "CPU threads (0 = default)")
+        field_control(st, "name", "Run name")
     values = {name: st.session_state.get(KEY + name) for name in FIELDS}
     try:
         return RunConfig(**values), None
@@ -141,15 +126,16 @@ def _status_line(s: JobState) -> str:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, *, _evals: list,
-                        _baseline: dict) -> tuple:
+def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, raw_name: str, *,
+                        _evals: list, _baseline: dict) -> tuple:
     """The probe, geometry and clamp charts; they change only when an evaluation arrives.
 
     Built once per evaluation instead of at every live refresh (~60 ms of server CPU each
     time, which a 2-core machine takes from the training). Nothing mutates them afterwards.
     """
-    clamp = clamp_figure(_evals) if _evals and loss in ("hcl", "dcl") else None
-    return probe_figure(_evals, _baseline), geometry_figure(_evals) if _evals else None, clamp
+    clamp = clamp_figure(_evals) if _evals and LOSSES[loss].clamp else None
+    return (probe_figure(_evals, _baseline, raw_name=raw_name), geometry_figure(_evals) if _evals else None,
+            clamp)
 
 
 def _render(s: JobState) -> None:
@@ -160,13 +146,14 @@ def _render(s: JobState) -> None:
         st.warning(s.message or "Stopped.")
     last = s.evals[-1] if s.evals else {}
     raw = (s.baseline or {}).get("raw", {})
+    raw_name = "raw pixels" if DATASETS[s.config.dataset].is_image else "raw inputs"
     m = st.columns(4)
     m[0].metric("Loss (last step)", f"{s.steps[-1][1]:.4f}" if s.steps else "–")
     for col, key, label in ((m[1], "few_shot_probe_acc", "Few-shot probe"), (m[2], "knn_acc", "kNN accuracy"),
                             (m[3], "linear_probe_acc", "Linear probe")):
         if key in last:
             col.metric(f"{label} (epoch {last['epoch']})", f"{last[key]:.3f}",
-                       delta=f"{last[key] - raw[key]:+.3f} vs raw pixels" if key in raw else None)
+                       delta=f"{last[key] - raw[key]:+.3f} vs {raw_name}" if key in raw else None)
         else:
             col.metric(label, "–")
     left, right = st.columns(2)
@@ -175,7 +162,7 @@ def _render(s: JobState) -> None:
     left.plotly_chart(loss_figure([Series(s.config.short_name(), steps, losses, color)]),
                       use_container_width=True, key="loss_curve")
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
-                                                 bool(s.baseline), _evals=s.evals, _baseline=s.baseline)
+                                                 bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
     right.plotly_chart(probe, use_container_width=True, key="probe_curve")
     if s.evals:
         left, right = st.columns(2)

@@ -202,3 +202,34 @@ def test_a_data_set_without_its_folder_says_what_to_do(models, tmp_path):
     assert "download" in errors, "the message says that nothing is downloaded"
     assert not button(at, "Start").disabled
     assert list_runs(models)[0] == [], "a run that could not load its data leaves no run folder"
+
+
+def _bound_query(loss: str, bound: str) -> dict[str, str]:
+    """A link with every numeric field of ``FIELDS`` at its low or high bound (digits, so no folder)."""
+    from hcl_core.config import FIELDS
+
+    query = {"loss": loss, "dataset": "digits", "encoder": "mlp", "device": "cpu", "detach_weights": "true"}
+    for name, spec in FIELDS.items():
+        if spec.type in (int, float) and spec.low is not None and spec.high is not None:
+            query[name] = str(getattr(spec, bound))
+    return query
+
+
+@pytest.mark.parametrize("bound", ["low", "high"])
+@pytest.mark.parametrize("loss", list(__import__("hcl_core.registry", fromlist=["LOSSES"]).LOSSES))
+def test_a_link_with_every_field_at_its_bound_opens_the_page_and_is_used(models, loss, bound):
+    query = _bound_query(loss, bound)
+    linked = RunConfig.from_query(query)[0]
+    at = open_page(query)
+    assert not at.warning, [w.value for w in at.warning]  # nothing fell back to a default
+    assert not at.sidebar.error, [e.value for e in at.sidebar.error]
+    assert RunConfig.from_query(dict(at.query_params))[0] == linked
+    assert not button(at, "Start").disabled
+
+
+def test_a_class_prior_beyond_the_slider_opens_in_a_number_input(models):
+    at = open_page({"loss": "hcl", "tau_plus": "0.7"})
+    assert not at.exception
+    prior = next(w for w in at.sidebar.number_input if "prior" in w.label)
+    assert prior.value == pytest.approx(0.7)
+    assert RunConfig.from_query(dict(at.query_params))[0].tau_plus == pytest.approx(0.7)

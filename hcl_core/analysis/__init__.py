@@ -1,0 +1,1 @@
+"""Computations behind the figures (no plotting, no streamlit): tables, neighbours, weight statistics."""
