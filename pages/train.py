@@ -9,7 +9,18 @@ from hcl_core.jobs import JobLimitError, JobState
 from hcl_core.plots import LOSS_COLORS
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
 from hcl_core.registry import DATASETS, LOSSES
-from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run
+from ui import (
+    FIRST_POINT_REFRESH_S,
+    JOB_PARAM,
+    LIVE_REFRESH_S,
+    all_runs,
+    job_manager,
+    own_job,
+    reload_run,
+    remember_job,
+    render_active_jobs,
+    run_history,
+)
 from ui.controls import KEY, field_control, field_help
 from ui.formulas import EXPLANATIONS, FORMULAS
 from ui.navigation import through_app
@@ -108,13 +119,8 @@ def _controls() -> tuple[RunConfig | None, str | None]:
 # ------------------------------------------------------------------------------------------
 
 def _view_of_run(run) -> JobState:
-    """A stored run rendered like a live job: its events folded into a JobState."""
-    state = JobState(job_id=0, config=run.config, run_dir=str(run.path))
-    for event in run.events():
-        state.apply(event)
-    state.state, state.message = run.state, run.status.get("message", "")
-    state.baseline = state.baseline or run.status.get("baseline", {})
-    return state
+    """A stored run rendered like a live job: its history (cached while its log is unchanged)."""
+    return JobState.of_run(run, run_history(run))
 
 
 def _status_line(s: JobState) -> str:
@@ -160,15 +166,15 @@ def _render(s: JobState) -> None:
     color = LOSS_COLORS.get(s.config.loss, "#0072B2")
     steps, losses = zip(*s.steps, strict=True) if s.steps else ((), ())
     left.plotly_chart(loss_figure([Series(s.config.short_name(), steps, losses, color)]),
-                      use_container_width=True, key="loss_curve")
+                      width="stretch", key="loss_curve")
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
                                                  bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
-    right.plotly_chart(probe, use_container_width=True, key="probe_curve")
+    right.plotly_chart(probe, width="stretch", key="probe_curve")
     if s.evals:
         left, right = st.columns(2)
-        left.plotly_chart(geometry, use_container_width=True, key="geometry")
+        left.plotly_chart(geometry, width="stretch", key="geometry")
         if clamp is not None:
-            right.plotly_chart(clamp, use_container_width=True, key="clamp")
+            right.plotly_chart(clamp, width="stretch", key="clamp")
     if s.state == "finished" and s.run_dir:
         st.success(f"Finished in {s.summary.get('seconds', 0):.1f} s. Open **Embeddings** to watch the "
                    "clusters form, **Negatives** to see where the weight goes.")
@@ -190,7 +196,7 @@ def _live(job_id: int) -> None:
     job = job_manager().get(job_id)
     if job is None:
         return
-    s = job.snapshot()
+    s = job.view()
     _render(s)
     # A fragment keeps the interval it was drawn with: when the interval should change (first
     # point shown, job ended), rerun the whole page once, which also redraws the buttons.
@@ -205,7 +211,7 @@ def _live(job_id: int) -> None:
 
 def _start(config: RunConfig) -> None:
     try:
-        job_manager().start(config)
+        remember_job(job_manager().start(config))  # this tab's job: a reload finds it by its URL
         st.session_state.pop("dismissed_job", None)
     except JobLimitError as e:
         st.session_state["start_error"] = str(e)
@@ -231,7 +237,7 @@ def _reset(job_id: int | None) -> None:
 _init_from_url()
 config, error = _controls()
 manager = job_manager()
-job = manager.latest()
+job = own_job(manager)
 if job is not None and st.session_state.get("dismissed_job") == job.id:
     job = None
 active = job is not None and job.active
@@ -242,26 +248,29 @@ for notice in st.session_state.pop("cfg_notices", []):
 if error:
     st.sidebar.error(error)
 else:
-    st.query_params.from_dict(config.to_query())
+    st.query_params.from_dict({**config.to_query(), **({JOB_PARAM: job.token} if job is not None else {})})
 
 chosen_loss = config.loss if config else st.session_state[KEY + "loss"]
 st.markdown(f"**{LOSSES[chosen_loss].label}** — {EXPLANATIONS[chosen_loss]}")
 st.latex(FORMULAS[chosen_loss])
 
 b1, b2, b3, info = st.columns([1, 1, 1, 5])
-b1.button("▶ Start", type="primary", disabled=bool(error) or active, use_container_width=True,
+b1.button("▶ Start", type="primary", disabled=bool(error) or active, width="stretch",
           on_click=_start, args=(config,), help="Train in the background; the page stays responsive.")
-b2.button("■ Stop", disabled=not active, use_container_width=True, on_click=_stop,
+b2.button("■ Stop", disabled=not active, width="stretch", on_click=_stop,
           args=(job.id if job else 0,), help="Stops within a second; everything trained so far is kept.")
-b3.button("↺ Reset", disabled=active, use_container_width=True, on_click=_reset,
+b3.button("↺ Reset", disabled=active, width="stretch", on_click=_reset,
           args=(job.id if job else None,),
           help="Back to the default configuration; the finished run stays on disk.")
 if "start_error" in st.session_state:
     st.error(st.session_state.pop("start_error"))
 info.caption(f"Link to this configuration: copy the address bar. Runs are saved in `{manager.root}/`.")
+if [i for i in manager.active() if job is None or i.token != job.token]:
+    with st.expander("Other runs training now (started in other tabs)", expanded=True):
+        render_active_jobs(exclude=job.token if job is not None else None)
 
 if job is not None:
-    interval = st.session_state["live_interval"] = _refresh_interval(job.snapshot())
+    interval = st.session_state["live_interval"] = _refresh_interval(job.view())
     st.fragment(run_every=interval)(_live)(job.id)
 else:
     finished = [r for r in all_runs() if r.state == "finished"]

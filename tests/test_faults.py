@@ -191,6 +191,7 @@ def test_the_train_page_shows_url_notices_and_a_failed_worker(tmp_path, monkeypa
         job = manager.start(RunConfig(epochs=1000, **TINY))
         os.kill(job.pid, signal.SIGKILL)
         assert job.wait(10)
+        at.query_params["job"] = job.token  # the tab that started it, reloaded: its URL names its job
         at.run()
         assert not at.exception, at.exception
         errors = [e.value for e in at.error]
@@ -297,17 +298,17 @@ def test_worker_crashes_and_errors_are_shown_and_the_manager_keeps_working(manag
     assert "limit is 1" in str(refused[0])
     job = jobs[0]
 
-    _until(lambda: job.snapshot().step >= 3)
+    _until(lambda: job.view().step >= 3)
     os.kill(job.pid, signal.SIGKILL)  # the worker dies mid-run (out of memory, a segfault ...)
     assert job.wait(10)
-    s = job.snapshot()
+    s = job.view()
     assert s.state == "failed" and "ended unexpectedly" in s.message and "-9" in s.message
     assert load_run(s.run_dir).state == "interrupted"
     assert not psutil.pid_exists(job.pid)
 
     bad = m.start(RunConfig(dataset="mnist", data_root=str(tmp_path / "missing"), **TINY))
     assert bad.wait(60)
-    s = bad.snapshot()
+    s = bad.view()
     assert s.state == "failed" and "missing" in s.message and "not found" in s.message
     assert not psutil.pid_exists(bad.pid)
 
@@ -331,12 +332,12 @@ def test_stop_ends_the_job_within_one_second_in_every_phase(manager):
     latencies = {}
     for phase, (m, ready) in phases.items():
         job = m.start(config)
-        _until(lambda job=job, ready=ready: ready(job.snapshot()), every=0.002)
+        _until(lambda job=job, ready=ready: ready(job.view()), every=0.002)
         t0 = time.perf_counter()
         job.stop(timeout=STOP_BUDGET_S)
         assert job.wait(5)
         latencies[phase] = time.perf_counter() - t0
-        s = job.snapshot()
+        s = job.view()
         assert s.state == "stopped", (phase, s.state, s.message)
         assert not psutil.pid_exists(job.pid)
         if s.run_dir:  # the run on disk says stopped too, never running/interrupted
@@ -654,8 +655,8 @@ def test_a_long_session_of_short_runs_does_not_grow(manager):
     for i in range(n):
         job = m.start(config)
         assert job.wait(120), f"run {i} did not end"
-        assert job.snapshot().state == "finished", job.snapshot().message
-        run_dirs.append(job.snapshot().run_dir)
+        assert job.view().state == "finished", job.view().message
+        run_dirs.append(job.view().run_dir)
         assert not psutil.pid_exists(job.pid), "the worker outlived its run"
         # Training workers only: other tests' processes (a Ray cluster shutting down) do not count.
         children = [c for c in me.children(recursive=True)

@@ -126,12 +126,12 @@ def test_start_trains_in_the_background_then_the_page_shows_the_finished_run(mod
     assert button(at, "Start").disabled and not button(at, "Stop").disabled
     assert at.get("progress"), "a progress bar while the job starts"
     job = ui.job_manager().latest()
-    assert job is not None and job.snapshot().config.loss == "hard_supcon"
-    assert job.snapshot().config.beta == 2.0 and job.snapshot().config.epochs == 4
+    assert job is not None and job.view().config.loss == "hard_supcon"
+    assert job.view().config.beta == 2.0 and job.view().config.epochs == 4
     assert job.wait(120), "the tiny run did not finish"
     at.run()
     assert not at.exception, at.exception
-    state = job.snapshot()
+    state = job.view()
     assert state.state == "finished", state.message
     assert "Finished in" in texts(at)
     assert not button(at, "Start").disabled and button(at, "Stop").disabled
@@ -154,7 +154,7 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
                     "epochs": "1000", "snapshot_every": "1000"})
     button(at, "Start").click().run()
     job = ui.job_manager().latest()
-    wait_for(lambda: job.snapshot().step > 0)
+    wait_for(lambda: job.view().step > 0)
     at.run()
     assert not at.exception, at.exception
     assert at.get("progress")[0].proto.text.startswith("Running: epoch")
@@ -163,7 +163,7 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
     button(at, "Stop").click().run()
     assert time.perf_counter() - t0 < 5.0  # the stop itself is bounded by 1 s (test_faults measures it)
     assert not at.exception, at.exception
-    assert job.snapshot().state == "stopped"
+    assert job.view().state == "stopped"
     assert not button(at, "Start").disabled and button(at, "Stop").disabled
     assert any("stopped by the user" in w.value for w in at.warning)
     runs, _ = list_runs(models)
