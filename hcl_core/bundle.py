@@ -39,7 +39,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .runfiles import TERMINAL_STATES, RunFileError, check_log, check_status, clean_message, open_regular, read_config
+from .runfiles import TERMINAL_STATES, RunFileError, check_status, clean_message, open_regular, read_config
+from .runlog import check_log
 from .safeload import NPZ_KEYS, check_snapshot, load_checkpoint, load_npz
 from .store import RUN_FILES, atomic_file, load_run
 

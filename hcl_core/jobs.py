@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
-from .runfiles import RunHistory
+from .runlog import RunHistory
 from .store import DEFAULT_ROOT, Run, RunFileError, mark_ended
 
 __all__ = ["ACTIVE_STATES", "Job", "JobInfo", "JobLimitError", "JobManager", "JobState"]

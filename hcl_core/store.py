@@ -42,7 +42,8 @@ import numpy as np
 
 from .config import RunConfig
 from .registry import DATASETS
-from .runfiles import TERMINAL_STATES, RunFileError, RunHistory, read_config, read_log, read_status
+from .runfiles import TERMINAL_STATES, RunFileError, read_config, read_status
+from .runlog import RunHistory, read_log
 from .safeload import check_snapshot, load_checkpoint, load_npz
 
 __all__ = [

@@ -82,14 +82,15 @@ def test_csv_download_holds_the_table(tiny_models, downloads):
     rows = list(csv.DictReader(io.StringIO(downloads["comparison.csv"].decode())))
     assert [r["run"] for r in rows] == ["UCL / SimCLR", "HCL β=1", "raw pixels (digits)",
                                         "random-init encoder (digits)"]
-    summary = load_run(tiny_models["hcl"]).summary
+    run = load_run(tiny_models["hcl"])
+    summary, baseline = run.summary, run.baseline
     hcl = rows[1]
     assert hcl["loss"] == "hcl" and hcl["β"] == "1.0" and hcl["run id"] == tiny_models["hcl"].name
     assert float(hcl["linear probe"]) == pytest.approx(summary["linear_probe_acc"])
     assert float(hcl["same-class mass"]) == pytest.approx(summary["same_class_mass"])
     raw = rows[2]
-    assert float(raw["kNN"]) == pytest.approx(summary["baseline"]["raw"]["knn_acc"]) and raw["loss"] == ""
-    assert float(rows[3]["few-shot probe"]) == pytest.approx(summary["baseline"]["random_init"]["few_shot_probe_acc"])
+    assert float(raw["kNN"]) == pytest.approx(baseline["raw"]["knn_acc"]) and raw["loss"] == ""
+    assert float(rows[3]["few-shot probe"]) == pytest.approx(baseline["random_init"]["few_shot_probe_acc"])
     assert len(at.dataframe[0].value) == 4
     html_button = [b for b in at.get("download_button") if b.proto.label.endswith("(HTML)")]
     assert html_button and html_button[0].proto.deferred_file_id  # built only when clicked
