@@ -112,9 +112,10 @@ def inspect_npz(f: IO[bytes], name: str, *, max_elements: int = MAX_ARRAY_ELEMEN
     return out
 
 
-def load_npz(path: str | os.PathLike, *, name: str | None = None, max_elements: int = MAX_ARRAY_ELEMENTS,
-             max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file, headers checked first (:func:`inspect_npz`), never unpickled.
+def load_npz(path: str | os.PathLike, *, name: str | None = None, keys: tuple[str, ...] | None = None,
+             max_elements: int = MAX_ARRAY_ELEMENTS, max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (all, or those of ``keys`` it holds), headers checked first
+    (:func:`inspect_npz`), never unpickled.
 
     :class:`RunFileError` if it is missing, not a regular file, corrupt, or breaks a limit.
     """
@@ -131,8 +132,11 @@ def load_npz(path: str | os.PathLike, *, name: str | None = None, max_elements: 
             with zipfile.ZipFile(f) as zf:
                 out = {}
                 for info in zf.infolist():
+                    key = info.filename.removesuffix(".npy")
+                    if keys is not None and key not in keys:
+                        continue
                     with zf.open(info) as member:
-                        out[info.filename.removesuffix(".npy")] = np.lib.format.read_array(member, allow_pickle=False)
+                        out[key] = np.lib.format.read_array(member, allow_pickle=False)
                 return out
         except _READ_ERRORS as e:
             raise RunFileError(f"{name} could not be read ({type(e).__name__}: {clean_message(str(e), 200)}); the "

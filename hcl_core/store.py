@@ -448,7 +448,13 @@ class Run:
         return load_eval_inputs(self.path)
 
     def class_names(self, n_classes: int, saved: Any = None) -> tuple[str, ...]:
-        """Names of classes ``0 .. n_classes - 1`` (``saved``: the ``class_names`` of the eval inputs)."""
+        """Names of classes ``0 .. n_classes - 1``: as the run saved them with its evaluation inputs
+        (``saved``, if read already), else the data set's, else the indices (older runs)."""
+        if saved is None:
+            try:
+                saved = load_npz(self.path / EVAL_INPUTS, name=EVAL_INPUTS, keys=("class_names",)).get("class_names")
+            except RunFileError:
+                saved = None
         return class_names_for(self.config.dataset, saved, n_classes)
 
     def load_checkpoint(self) -> dict[str, Any]:

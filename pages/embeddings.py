@@ -195,8 +195,8 @@ def read_subset(run: Run, labels: np.ndarray) -> Subset:
         if len(data["inputs"]) != n or len(data["indices"]) != n:
             raise ValueError(f"{len(data['inputs'])} inputs for {n} samples")
     except _UNREADABLE:
-        return Subset(labels, np.arange(n), None, run.class_names(k))
-    return Subset(labels, data["indices"], data["inputs"], run.class_names(k, data.get("class_names")))
+        return Subset(labels, np.arange(n), None, run.class_names(k, ()))
+    return Subset(labels, data["indices"], data["inputs"], run.class_names(k, data.get("class_names", ())))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
