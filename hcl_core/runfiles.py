@@ -162,12 +162,12 @@ class _Bad(ValueError):
 Checker = Callable[[Any], Any]
 
 
-def _whole(low: int = 0, high: int | None = None) -> Checker:
+def _whole(low: int = 0, high: int = 2**53) -> Checker:
     def check(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
             raise _Bad(f"should be a whole number, got {_show(v)}")
-        if v < low or (high is not None and v > high):
-            raise _Bad(f"should lie in {low}..{high if high is not None else '∞'}, got {v}")
+        if not low <= v <= high:
+            raise _Bad(f"should lie in {low}..{high}, got {_show(v)}")
         return v
     return check
 

@@ -34,22 +34,44 @@ MAX_POINTS = 2000
 
 @dataclass
 class LogProblems:
-    """What reading a log found wrong: bad lines (counted, the first few named), what was left unread."""
+    """What reading a log found wrong: lines skipped and fields ignored (counted, the first few
+    named), and a note on what was left unread."""
 
     bad_lines: int = 0
+    bad_fields: int = 0
     first: list[str] = field(default_factory=list)
+    first_fields: list[str] = field(default_factory=list)
     note: str = ""
 
     def add(self, problem: str) -> None:
+        """A line that could not be used."""
         self.bad_lines += 1
         if len(self.first) < 3:
             self.first.append(problem)
 
+    def add_field(self, problem: str) -> None:
+        """A field of a usable line that was dropped."""
+        self.bad_fields += 1
+        if len(self.first_fields) < 2:
+            self.first_fields.append(problem.removesuffix(" (ignored)"))
+
+    def check(self, raw: Any, where: str) -> dict[str, Any] | None:
+        """:func:`check_event`, counting what it found wrong."""
+        found: list[str] = []
+        event = check_event(raw, found, where)
+        if event is None and found:
+            self.add(found[0])
+        elif found:
+            self.add_field(found[0])
+        return event
+
     def warnings(self, name: str = "metrics.jsonl") -> list[str]:
         out = [f"{name}: {self.note}"] if self.note else []
-        if self.bad_lines:
-            more = f"; {self.bad_lines - len(self.first)} more" if self.bad_lines > len(self.first) else ""
-            out.append(f"{name}: {self.bad_lines} line(s) skipped ({'; '.join(self.first)}{more})")
+        for count, first, what in ((self.bad_lines, self.first, "line(s) skipped"),
+                                   (self.bad_fields, self.first_fields, "bad field(s) ignored")):
+            if count:
+                more = f"; {count - len(first)} more" if count > len(first) else ""
+                out.append(f"{name}: {count} {what} ({'; '.join(first)}{more})")
         return out
 
 
@@ -134,10 +156,7 @@ def iter_log(path: str | os.PathLike, problems: LogProblems, *, budget: int = LO
                     if complete:
                         problems.add(f"{where} is not JSON")
                     continue  # an incomplete last line: the writer died mid-line
-                found: list[str] = []
-                event = check_event(obj, found, where)
-                for p in found[:1]:
-                    problems.add(p)
+                event = problems.check(obj, where)
                 if event is not None and (kind is None or event["type"] == kind):
                     yield event
         except OSError as e:
@@ -256,10 +275,7 @@ class RunHistory:
     # -- folding ------------------------------------------------------------------------------
     def apply(self, raw: Any) -> dict[str, Any] | None:
         """Check one event and fold it in; returns the checked event, or None if it was unusable."""
-        found: list[str] = []
-        event = check_event(raw, found)
-        for p in found[:1]:
-            self._problems.add(p)
+        event = self._problems.check(raw, "event")
         if event is not None:
             self._fold(event)
         return event
@@ -342,6 +358,6 @@ class RunHistory:
         """A copy that later events do not change (the events themselves are never mutated)."""
         new = copy.copy(self)
         new._losses, new._epochs, new._evals = self._losses.copy(), self._epochs.copy(), self._evals.copy()
-        new._problems = LogProblems(self._problems.bad_lines, list(self._problems.first), self._problems.note)
+        new._problems = copy.deepcopy(self._problems)
         new.baseline = dict(self.baseline)
         return new
