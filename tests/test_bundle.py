@@ -6,7 +6,11 @@ import io
 import json
 import os
 import pickle
+import shutil
 import stat
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -385,3 +389,132 @@ def test_cli_export_and_import(run_dir, tmp_path, capsys):
     assert err.startswith("error: refused") and "path traversal" in err and err.count("\n") == 1
     assert cli.main(["export", "no-such-run", "--to", str(tmp_path / "x.zip"), "--out", str(models)]) == 2
     assert "no run matching" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# refusals: the same validation as the store, strictly, plus what only an import can check
+# --------------------------------------------------------------------------------------------
+
+
+def _lines(bundle: Path) -> list[bytes]:
+    members = _members(bundle)
+    return next(d for n, d in members.items() if n.endswith("metrics.jsonl")).splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("line, match", [
+    (b'{"type": "step"}\n', "metrics.jsonl line 4 \\(step\\) lacks 'step'"),
+    (b'{"type": "step", "step": 1, "loss": "0.5"}\n', "line 4 \\(step\\): 'loss' should be a number"),
+    (b'{"type": "eval", "epoch": 1, "knn_acc": 7}\n', "'knn_acc' should lie in"),
+    (b'{"type": "baseline", "raw": "pixels"}\n', "line 4 \\(baseline\\).raw should be an object"),
+    (b'{"type": "end", "state": "finished", "summary": {"baseline": 1, "epochs": -1}}\n', "'epochs' should lie in"),
+    (b"[1, 2]\n", "line 4 should be an object"),
+    (b"not json\n", "metrics.jsonl line 4 is not JSON"),
+])
+def test_a_metrics_line_the_store_would_skip_is_refused_with_its_line_number(bundle, tmp_path, line, match):
+    lines = _lines(bundle)
+    lines.insert(3, line)
+    _assert_refused(_variant(bundle, tmp_path, metrics_jsonl=b"".join(lines)), tmp_path / "models", match)
+
+
+def test_a_log_cut_short_in_its_last_line_imports(bundle, tmp_path):
+    lines = _lines(bundle)
+    path = import_bundle(_variant(bundle, tmp_path, metrics_jsonl=b"".join(lines) + b'{"type": "st'),
+                         tmp_path / "models")
+    assert len(load_run(path).events()) == len(lines)
+
+
+def test_a_status_field_of_the_wrong_type_or_range_is_refused(bundle, tmp_path):
+    status = json.loads(next(d for n, d in _members(bundle).items() if n.endswith("status.json")))
+    for change, match in (({"summary": {**status["summary"], "baseline": "x", "knn_acc": "0.9"}}, "'knn_acc'"),
+                          ({"started": "yesterday"}, "'started' should be a number"),
+                          ({"state": "exploded"}, "'state' should be one of"),
+                          ({"message": 42}, "'message' should be text")):
+        variant = _variant(bundle, tmp_path, status_json=json.dumps({**status, **change}).encode())
+        _assert_refused(variant, tmp_path / "models", match)
+
+
+def test_a_run_dated_in_the_future_is_refused(bundle, tmp_path):
+    status = json.loads(next(d for n, d in _members(bundle).items() if n.endswith("status.json")))
+    status["started"] = time.time() + 30 * 86400
+    e = _assert_refused(_variant(bundle, tmp_path, status_json=json.dumps(status).encode()), tmp_path / "models",
+                        "started at .* in the future")
+    assert "\n" not in str(e)
+
+
+def test_a_huge_log_inside_the_size_limits_is_refused_by_its_own_limit(bundle, tmp_path):
+    """The issue's bundle: 2.7 MB packed, 250 MB of log inside (under the 256 MB per-file limit)."""
+    lines = _lines(bundle)
+    step = lines[-3] if b'"step"' in lines[-3] else next(x for x in lines if b'"step"' in x)
+    huge = b"".join(lines) + step * (250 * 1024**2 // len(step))
+    variant = _variant(bundle, tmp_path, metrics_jsonl=huge)
+    assert variant.stat().st_size < 5 * 1024**2
+    t0 = time.perf_counter()
+    _assert_refused(variant, tmp_path / "models", "metrics.jsonl is .* bytes, more than the limit of 67,108,864")
+    assert time.perf_counter() - t0 < 10.0
+
+
+def test_an_npz_whose_header_declares_a_trillion_floats_is_refused_without_allocating(bundle, tmp_path):
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": (10**12,)}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for key in ("features", "labels", "z1", "z2", "z_labels"):
+            zf.writestr(f"{key}.npy", npy)
+    e = _assert_refused(_variant(bundle, tmp_path, snapshots__epoch_0001_npz=buf.getvalue()), tmp_path / "models",
+                        "declares shape \\(1000000000000,\\)")
+    assert str(e).startswith("refused: snapshots/epoch_0001.npz")
+
+
+def test_snapshots_whose_arrays_do_not_fit_each_other_are_refused(bundle, tmp_path):
+    bad = _npz(features=np.zeros((5, 2), np.float32), labels=np.zeros(4), z1=np.zeros((3, 2)), z2=np.zeros((3, 2)),
+               z_labels=np.zeros(3))
+    _assert_refused(_variant(bundle, tmp_path, snapshots__epoch_0001_npz=bad), tmp_path / "models",
+                    "features of shape \\(5, 2\\) do not fit labels")
+
+
+def test_refusals_name_no_temporary_folder_and_carry_no_terminal_codes(bundle, tmp_path):
+    marker = tmp_path / "pwned"
+    buf = io.BytesIO()
+    torch.save({"model": {"w": torch.zeros(2)}, "epoch": _RunsCode(marker)}, buf)
+    refusals = [
+        _assert_refused(_variant(bundle, tmp_path, checkpoint_pt=buf.getvalue()), tmp_path / "models", "weights_only"),
+        _assert_refused(_variant(bundle, tmp_path, eval_inputs_npz=b"garbage"), tmp_path / "models", "eval_inputs"),
+        _assert_refused(_variant(bundle, tmp_path, config_json=b'{"\\u001b[31mred": 1}'),
+                        tmp_path / "models", "unknown config field"),
+    ]
+    for e in refusals:
+        text = str(e)
+        assert ".import-" not in text and str(tmp_path) not in text and "\x1b" not in text and "\n" not in text, text
+    assert "Re-running" not in str(refusals[0]), "the safe loader's advice to turn itself off is not passed on"
+    assert not marker.exists()
+
+
+def test_class_names_travel_with_the_bundle(bundle, tmp_path):
+    run = load_run(import_bundle(bundle, tmp_path / "models"))
+    assert run.class_names(10) == tuple(str(i) for i in range(10))
+    assert list(run.load_eval_inputs()["class_names"]) == [str(i) for i in range(10)]
+
+
+def test_a_fifo_given_as_the_bundle_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "bundle.zip"
+    os.mkfifo(fifo)
+    with pytest.raises(BundleError, match="not a regular file"):
+        import_bundle(fifo, tmp_path / "models")
+
+
+def test_a_run_whose_pid_belongs_to_an_unrelated_live_process_can_be_exported(run_dir, tmp_path):
+    import psutil
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        copy = Path(shutil.copytree(run_dir, tmp_path / "copy"))
+        status = json.loads((copy / "status.json").read_text())
+        status.update(state="running", pid=sleeper.pid, host=os.uname().nodename,
+                      pid_started=psutil.Process(sleeper.pid).create_time() - 3600)
+        (copy / "status.json").write_text(json.dumps(status))
+        assert load_run(copy).state == "interrupted"
+        assert zipfile.is_zipfile(export_run(copy, tmp_path / "b.zip"))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
