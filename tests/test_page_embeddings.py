@@ -180,3 +180,33 @@ def test_real_umap_in_the_background(models, trained, monkeypatch):
         time.sleep(0.5)
         at.run()
     assert spec(at)["layout"]["title"]["text"].endswith("UMAP")
+
+
+def test_the_legend_and_the_inspector_show_the_class_names_saved_with_the_run(models, trained):
+    run = add_run(models, trained)
+    data = dict(np.load(run / "eval_inputs.npz"))
+    assert list(data["class_names"]) == [str(k) for k in range(10)]  # written by the training
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    data["class_names"] = np.array(words)
+    np.savez(run / "eval_inputs.npz", **data)
+    at = run_page()
+    assert [t["name"] for t in spec(at)["data"]] == words
+    at.selectbox(key=f"emb_sample:{run.name}").set_value(7).run()
+    label = int(data["labels"][7])
+    assert f"**class {words[label]}**" in texts(at)
+
+
+def test_a_run_saved_without_class_names_falls_back_to_its_data_sets_names(models, trained):
+    run = add_run(models, trained)
+    data = dict(np.load(run / "eval_inputs.npz"))
+    del data["class_names"]
+    np.savez(run / "eval_inputs.npz", **data)
+    config = json.loads((run / "config.json").read_text())
+    config.update(dataset="fashion_mnist", data_root="/elsewhere", encoder="mlp")  # names from the registry
+    (run / "config.json").write_text(json.dumps(config))
+    names = [t["name"] for t in spec(run_page())["data"]]
+    assert names[:2] == ["T-shirt/top", "Trouser"] and names[9] == "Ankle boot"
+    config.update(dataset="image_folder")  # no names anywhere: the class indices
+    (run / "config.json").write_text(json.dumps(config))
+    st.cache_data.clear()
+    assert [t["name"] for t in spec(run_page())["data"]] == [str(k) for k in range(10)]
