@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import zipfile
-import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,8 +51,9 @@ NPZ_KEYS = {"eval_inputs": ("inputs", "labels", "indices"),
 #: dtype kinds allowed: numbers everywhere, text only for class names.
 _NUMERIC = "biuf"
 _TEXT_KEYS = ("class_names",)
-_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
-                zlib.error)
+#: What numpy, zipfile and zlib raise for damaged bytes (a header numpy cannot parse raises SyntaxError or
+#: tokenize's TokenError; a damaged zip directory struct.error ...): at this boundary all of them mean "corrupt".
+_READ_ERRORS = (Exception,)
 
 
 def _header(member: IO[bytes], name: str, key: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -206,7 +206,7 @@ def load_checkpoint(path: str | os.PathLike, *, name: str | None = None,
         except (MemoryError, OverflowError) as e:
             raise RunFileError(f"{name} declares more data than can be loaded ({type(e).__name__}): it is corrupt "
                                "or hostile") from None
-        except (*_READ_ERRORS, IndexError, TypeError, AttributeError) as e:
+        except _READ_ERRORS as e:
             # torch reports a damaged archive as RuntimeError, a truncated one as EOFError/ValueError ...
             raise RunFileError(f"{name} could not be read ({type(e).__name__}: {_torch_reason(e)}): the file is "
                                "corrupt") from None
