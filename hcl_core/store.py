@@ -31,15 +31,14 @@ import re
 import shutil
 import socket
 import stat
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_file, atomic_save_npz, atomic_write_bytes, atomic_write_json, json_default, rewrite_in_place
 from .config import RunConfig
 from .registry import DATASETS
 from .runfiles import TERMINAL_STATES, RunFileError, read_config, read_status
@@ -96,80 +95,6 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int]:
     except (OSError, ValueError):
         return (-1, -1)
     return (info.st_mtime_ns, info.st_size)
-
-
-# --------------------------------------------------------------------------------------------
-# atomic writes
-# --------------------------------------------------------------------------------------------
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A binary file that appears at ``path`` only once the block has finished without error.
-
-    Written to a temporary file in the same folder, fsynced, then renamed over ``path``:
-    readers see the old file or the new one, never half of it. On an error the temporary
-    file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); a run file gets the mode any new file would get.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename: readers see old or new, never half."""
-    with atomic_file(path) as f:
-        f.write(data)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default).encode())
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _rewrite_in_place(path: Path, data: bytes) -> None:
-    """Overwrite ``path`` where it lies: the last resort on a full disk, where the temporary file of
-    an atomic write gets no space. A small file reuses its own block, so this still fits."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.truncate(len(data))
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,7 +203,7 @@ class RunWriter:
         Whole lines are written in one call, so a crash can leave at most one partial last line,
         which the reader skips.
         """
-        self._pending.append(json.dumps(event, default=_json_default))
+        self._pending.append(json.dumps(event, default=json_default))
         now = time.monotonic()
         if flush or now - self._last_flush > 0.5:
             self.flush()
@@ -329,7 +254,7 @@ class RunWriter:
             atomic_write_json(self.path / STATUS, self._status)
         except OSError:
             with contextlib.suppress(OSError):
-                _rewrite_in_place(self.path / STATUS, json.dumps(self._status, default=_json_default).encode())
+                rewrite_in_place(self.path / STATUS, json.dumps(self._status, default=json_default).encode())
 
 
 # --------------------------------------------------------------------------------------------
