@@ -30,12 +30,10 @@ def _watch_stdin(stop: threading.Event) -> None:
 
 
 def _warm_up() -> None:
-    """Pay the lazy imports before a job arrives.
+    """Pay the lazy imports before a job arrives, not after Start (and before the first stop check).
 
-    They cost ~4-7 s at the start of every run, so a "warm" worker still needed seconds after
-    Start, all of it before the first stop check: the first ``torch.optim.Adam`` imports
-    ``torch._dynamo`` (~3.5 s measured) and data.py (digits) and evaluate.py (probes) import
-    scikit-learn (~2 s). Start to first event went from ~4 s to ~0.3 s.
+    The first ``torch.optim.Adam`` imports ``torch._dynamo``; the digits loader and the probes
+    import scikit-learn. Together they take seconds of CPU.
     """
     import sklearn.datasets  # noqa: F401
     import sklearn.linear_model  # noqa: F401
@@ -100,10 +98,10 @@ def main() -> int:
 def _exit_now(code: int) -> None:
     """Flush and leave at once, skipping the interpreter's teardown.
 
-    Tearing down an interpreter with torch, torch._dynamo and scikit-learn
-    loaded takes ~1.2-1.5 s here; the job only counts as ended when the process is gone, so
-    every cooperative Stop overran its 1 s and was turned into a terminate. Every run file is
-    closed by then (train() closes its writer), so nothing is lost by skipping the teardown.
+    Tearing down an interpreter with torch, torch._dynamo and scikit-learn loaded takes over a
+    second, and the job only counts as ended when the process is gone: a cooperative Stop would
+    overrun its second and be turned into a terminate. Every run file is closed by then (train()
+    closes its writer), so nothing is lost by skipping the teardown.
     """
     for stream in (sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
