@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
+from hcl_core.comparisons import differences
 from hcl_core.config import FIELDS, ConfigError, RunConfig
 from hcl_core.jobs import JobLimitError, JobState
 from hcl_core.plots import LOSS_COLORS
+from hcl_core.plots.compare import legend_labels
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
 from hcl_core.registry import DATASETS, LOSSES
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run
+from ui.comparison import comparison_form, job_queue, live_comparison
 from ui.controls import KEY, field_control, field_help
 from ui.formulas import EXPLANATIONS, FORMULAS
 from ui.navigation import through_app
@@ -160,15 +163,15 @@ def _render(s: JobState) -> None:
     color = LOSS_COLORS.get(s.config.loss, "#0072B2")
     steps, losses = zip(*s.steps, strict=True) if s.steps else ((), ())
     left.plotly_chart(loss_figure([Series(s.config.short_name(), steps, losses, color)]),
-                      use_container_width=True, key="loss_curve")
+                      width="stretch", key="loss_curve")
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
                                                  bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
-    right.plotly_chart(probe, use_container_width=True, key="probe_curve")
+    right.plotly_chart(probe, width="stretch", key="probe_curve")
     if s.evals:
         left, right = st.columns(2)
-        left.plotly_chart(geometry, use_container_width=True, key="geometry")
+        left.plotly_chart(geometry, width="stretch", key="geometry")
         if clamp is not None:
-            right.plotly_chart(clamp, use_container_width=True, key="clamp")
+            right.plotly_chart(clamp, width="stretch", key="clamp")
     if s.state == "finished" and s.run_dir:
         st.success(f"Finished in {s.summary.get('seconds', 0):.1f} s. Open **Embeddings** to watch the "
                    "clusters form, **Negatives** to see where the weight goes.")
@@ -205,10 +208,11 @@ def _live(job_id: int) -> None:
 
 def _start(config: RunConfig) -> None:
     try:
-        job_manager().start(config)
-        st.session_state.pop("dismissed_job", None)
+        job = job_manager().start(config)
+        st.session_state["shown_job"] = job.id
+        st.session_state.pop("dismissed", None)
     except JobLimitError as e:
-        st.session_state["start_error"] = str(e)
+        st.session_state["start_error"] = f"{e}, or use **Compare** below, which queues runs."
 
 
 def _stop(job_id: int) -> None:
@@ -217,23 +221,93 @@ def _stop(job_id: int) -> None:
         running.stop(timeout=1.0)
 
 
-def _reset(job_id: int | None) -> None:
+def _show(job_id: int) -> None:
+    st.session_state["shown_job"] = job_id
+    st.session_state.pop("dismissed", None)
+
+
+def _reset() -> None:
     _set_controls(RunConfig())
     st.query_params.clear()
-    if job_id is not None:
-        st.session_state["dismissed_job"] = job_id
+    st.session_state.pop("shown_job", None)
+    st.session_state["dismissed"] = True
+
+
+# ------------------------------------------------------------------------------------------
+# which run the page shows: this tab's job, else one of the controls' configuration
+# ------------------------------------------------------------------------------------------
+
+def _shown(config: RunConfig | None, linked: bool):
+    """``(job, None)``, ``(None, stored run)`` or ``(None, None)``.
+
+    The job this tab started (or chose) first; else the newest job, then the newest finished
+    stored run, of exactly the controls' configuration (so a link or a reloaded tab shows its own
+    configuration's run, never merely the last one trained); else, on a plain first visit only,
+    the newest run of any configuration, flagged as different.
+    """
+    manager = job_manager()
+    if st.session_state.get("dismissed"):
+        return None, None
+    job = manager.get(st.session_state.get("shown_job", -1))
+    if job is not None:
+        return job, None
+    if config is not None:
+        same = [j for j in manager.jobs() if j.config == config]
+        if same:
+            same.sort(key=lambda j: (j.active, j.id))
+            st.session_state["shown_job"] = same[-1].id
+            return same[-1], None
+        stored = [r for r in all_runs() if r.state == "finished" and r.config == config]
+        if stored:
+            return None, reload_run(stored[0])
+    if linked:
+        return None, None
+    latest = manager.latest()
+    if latest is not None:
+        return latest, None
+    finished = [r for r in all_runs() if r.state == "finished"]
+    return (None, reload_run(finished[0])) if finished else (None, None)
+
+
+def _title(shown: RunConfig, run_id: str | None, controls: RunConfig | None) -> None:
+    label = legend_labels([shown])[0] + f" · seed {shown.seed} · {shown.dataset} · {shown.encoder}"
+    st.subheader(f"Run: {label}")
+    if run_id:
+        st.caption(f"Run id `{run_id}`, saved in the models folder.")
+    if controls is not None and (diff := differences(shown, controls)):
+        listed = ", ".join(f"{name} ({a} here, {b} in the controls)" for name, a, b in diff)
+        st.warning(f"These charts show a run that differs from the controls on the left: {listed}. "
+                   "Press **Start** to train the controls' configuration.", icon=":material/compare_arrows:")
+
+
+def _running_jobs(shown_id: int | None) -> None:
+    """Every run training in this app, from any tab: show or stop each."""
+    active = [j for j in job_manager().jobs() if j.active]
+    waiting = job_queue().waiting()
+    if not active and not waiting:
+        return
+    with st.expander(f"Training now: {len(active)} run(s)" + (f", {len(waiting)} queued" if waiting else ""),
+                     expanded=len(active) > 1 or bool(waiting)):
+        labels = legend_labels([j.config for j in active]) if active else []
+        for job, label in zip(active, labels, strict=True):
+            s = job.snapshot()
+            c1, c2, c3 = st.columns([5, 1, 1])
+            c1.progress(s.progress, text=f"{label}: {_status_line(s)}")
+            c2.button("Show", key=f"show_{job.id}", on_click=_show, args=(job.id,), disabled=job.id == shown_id)
+            c3.button("■ Stop", key=f"stop_{job.id}", on_click=_stop, args=(job.id,))
+        for t in waiting:
+            st.caption(f"Queued: {legend_labels([t.config])[0]} (starts when a slot frees)")
 
 
 # ------------------------------------------------------------------------------------------
 # the page
 # ------------------------------------------------------------------------------------------
 
+linked = bool(st.query_params.to_dict()) and not st.session_state.get("cfg_initialised")
 _init_from_url()
 config, error = _controls()
 manager = job_manager()
-job = manager.latest()
-if job is not None and st.session_state.get("dismissed_job") == job.id:
-    job = None
+job, stored = _shown(config, linked)
 active = job is not None and job.active
 
 st.title("Hardness Explorer")
@@ -248,27 +322,37 @@ chosen_loss = config.loss if config else st.session_state[KEY + "loss"]
 st.markdown(f"**{LOSSES[chosen_loss].label}** — {EXPLANATIONS[chosen_loss]}")
 st.latex(FORMULAS[chosen_loss])
 
+training_this = config is not None and any(j.active and j.config == config for j in manager.jobs())
 b1, b2, b3, info = st.columns([1, 1, 1, 5])
-b1.button("▶ Start", type="primary", disabled=bool(error) or active, use_container_width=True,
-          on_click=_start, args=(config,), help="Train in the background; the page stays responsive.")
-b2.button("■ Stop", disabled=not active, use_container_width=True, on_click=_stop,
-          args=(job.id if job else 0,), help="Stops within a second; everything trained so far is kept.")
-b3.button("↺ Reset", disabled=active, use_container_width=True, on_click=_reset,
-          args=(job.id if job else None,),
-          help="Back to the default configuration; the finished run stays on disk.")
+b1.button("▶ Start", type="primary", disabled=bool(error) or training_this, width="stretch",
+          on_click=_start, args=(config,),
+          help="Train the configuration on the left in the background; the page stays responsive. "
+               f"Up to {manager.max_active} runs train at once.")
+b2.button("■ Stop", disabled=not active, width="stretch", on_click=_stop,
+          args=(job.id if job else 0,), help="Stops the run shown below within a second; everything trained "
+                                             "so far is kept.")
+b3.button("↺ Reset", width="stretch", on_click=_reset,
+          help="Back to the default configuration; every run stays on disk.")
 if "start_error" in st.session_state:
     st.error(st.session_state.pop("start_error"))
 info.caption(f"Link to this configuration: copy the address bar. Runs are saved in `{manager.root}/`.")
+_running_jobs(job.id if job else None)
+
+with st.expander("Compare losses in one click", expanded="comparison" in st.session_state,
+                 icon=":material/stacked_line_chart:"):
+    comparison_form(config)
+    if "comparison" in st.session_state:
+        live_comparison(st.session_state["comparison"])
 
 if job is not None:
+    _title(job.config, None, config)
     interval = st.session_state["live_interval"] = _refresh_interval(job.snapshot())
     st.fragment(run_every=interval)(_live)(job.id)
+elif stored is not None:
+    _title(stored.config, stored.run_id, config)
+    _render(_view_of_run(stored))
+elif linked or st.session_state.get("dismissed"):
+    st.info("No run of this configuration yet: press **Start** to train it.")
 else:
-    finished = [r for r in all_runs() if r.state == "finished"]
-    if finished:
-        st.info("Press **Start** to train. Below: the most recent finished run, "
-                f"`{finished[0].run_id}`.")
-        _render(_view_of_run(reload_run(finished[0])))
-    else:
-        st.info("Press **Start** to train the configuration on the left: on digits, 30 epochs take "
-                "about ten seconds on a laptop CPU.")
+    st.info("Press **Start** to train the configuration on the left: on digits, 30 epochs take "
+            "about ten seconds on a laptop CPU.")
