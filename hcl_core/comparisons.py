@@ -56,7 +56,8 @@ def comparison_configs(base: RunConfig, rows: Sequence[tuple[str, float | None]]
     for loss, beta in rows:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-        config = base.replace(loss=loss, beta=base.beta if beta is None else beta, name="")
+        changes = {"loss": loss, "name": ""} if beta is None else {"loss": loss, "beta": beta, "name": ""}
+        config = base.replace(**changes)
         if config not in out:
             out.append(config)
     return out
@@ -66,7 +67,11 @@ def differences(shown: RunConfig, controls: RunConfig) -> list[tuple[str, object
     """``(field, value of the shown run, value in the controls)`` for each field that differs.
 
     Bookkeeping fields (name, threads, device, data folder) are left out: they do not change what
-    a run computes.
+    a run computes; so are hyper-parameters that one of the two losses does not read (the loss
+    itself is then listed as different).
     """
     a, b = shown.to_dict(), controls.to_dict()
-    return [(k, a[k], b[k]) for k in FIELDS if k not in _BOOKKEEPING and a[k] != b[k]]
+    both_read = {p for p in ("beta", "tau_plus", "detach_weights")
+                 if LOSSES[shown.loss].reads(p) and LOSSES[controls.loss].reads(p)}
+    skip = _BOOKKEEPING | ({"beta", "tau_plus", "detach_weights"} - both_read)
+    return [(k, a[k], b[k]) for k in FIELDS if k not in skip and a[k] != b[k]]

@@ -215,6 +215,10 @@ class RunConfig:
     def from_json(cls, text: str) -> RunConfig:
         return cls.from_dict(json.loads(text))
 
+    def given(self, name: str) -> Any:
+        """The value given for field ``name``, also where the loss does not read it (normalised away)."""
+        return dict(self._unread).get(name, getattr(self, name))
+
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes``; a parameter this config's loss did not read comes back with its
         value from before normalisation (``RunConfig(loss="info_nce", tau_plus=0.2).replace(loss="hcl")``

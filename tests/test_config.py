@@ -69,5 +69,6 @@ def test_switching_the_loss_of_a_normalised_config_keeps_the_users_values():
     hcl = simclr.replace(loss="hcl")
     assert (hcl.beta, hcl.tau_plus, hcl.detach_weights) == (3.0, 0.2, True)
     assert simclr.replace(loss="hcl", beta=1.0).beta == 1.0  # an explicit change wins
+    assert simclr.given("beta") == 3.0 and simclr.given("tau") == 0.5
     assert "_unread" not in simclr.to_dict() and RunConfig.from_dict(simclr.to_dict()) == simclr
     assert hash(simclr) == hash(RunConfig(loss="info_nce"))

@@ -27,7 +27,8 @@ def job_queue() -> JobQueue:
 
 
 def _rows_frame(preset: str, base: RunConfig) -> pd.DataFrame:
-    rows = [(LOSSES[loss].label, base.beta if beta is None else beta) for loss, beta in PRESETS[preset].rows]
+    beta = base.given("beta")  # the controls' β, also when the base loss reads none
+    rows = [(LOSSES[loss].label, beta if b is None else b) for loss, b in PRESETS[preset].rows]
     return pd.DataFrame(rows, columns=["loss", "β"])
 
 
