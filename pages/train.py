@@ -133,8 +133,8 @@ def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: boo
                         _evals: list, _baseline: dict) -> tuple:
     """The probe, geometry and clamp charts; they change only when an evaluation arrives.
 
-    Built once per evaluation instead of at every live refresh (~60 ms of server CPU each
-    time, which a 2-core machine takes from the training). Nothing mutates them afterwards.
+    Built once per evaluation instead of at every live refresh: the server CPU each build costs
+    comes out of the training on a small machine. Nothing mutates them afterwards.
     """
     clamp = clamp_figure(_evals) if _evals and LOSSES[loss].clamp else None
     return (probe_figure(_evals, _baseline, raw_name=raw_name), geometry_figure(_evals) if _evals else None,
@@ -181,7 +181,7 @@ def _refresh_interval(s: JobState) -> float | None:
     """Seconds between live updates: quick until the first loss point, then slow, none once ended.
 
     Every refresh costs the server and the browser CPU that the training worker then lacks
-    (bench/: at 1 s the app kept ~62 % of the bare loop's speed on 2 cores, at 2 s ~90 %); the
+    (BENCHMARKS.md: how much of the bare loop's speed each interval keeps); the
     quick start keeps the first point on screen within a second of the first step.
     """
     if not s.active:
