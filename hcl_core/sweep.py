@@ -30,6 +30,7 @@ from typing import Any
 
 from .config import FIELDS, ConfigError, RunConfig
 from .registry import LOSSES, METRICS
+from .registry import SUMMARY_METRICS as REGISTRY_SUMMARY
 
 __all__ = [
     "DEFAULT_BETAS",
@@ -59,7 +60,8 @@ DEFAULT_BETAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 DEFAULT_SEEDS = (0, 1, 2)
 #: The metrics summarised over seeds (keys of :data:`hcl_core.registry.METRICS`), in table
 #: order: the two probes a sweep is usually read by first, then every other metric.
-SUMMARY_METRICS = ("linear_probe_acc", "knn_acc", *(k for k in METRICS if k not in ("linear_probe_acc", "knn_acc")))
+SUMMARY_METRICS = ("linear_probe_acc", "knn_acc",
+                   *(k for k in REGISTRY_SUMMARY if k not in ("linear_probe_acc", "knn_acc")))
 MANIFEST = "sweep.json"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"

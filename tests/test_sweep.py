@@ -238,7 +238,7 @@ def test_tiny_sweep_writes_runs_summary_and_json(tiny_sweep):
     assert float(table[2]["knn_acc_std"]) == pytest.approx(abs(accs[0] - accs[1]) / math.sqrt(2))
     # Markdown, also printed before the JSON line
     md = (folder / "summary.md").read_text(encoding="utf-8")
-    assert md.splitlines()[0].startswith("| loss | beta | seeds | linear probe | kNN | few-shot |")
+    assert md.splitlines()[0].startswith("| loss | beta | seeds | linear probe | kNN | few-shot probe |")
     assert len(md.splitlines()) == 2 + 3 and md in tiny_sweep["stdout"]
     # the progress on stderr counts runs
     assert "[6/6]" in tiny_sweep["stderr"] and "sweep of 6 runs" in tiny_sweep["stderr"]
