@@ -11,7 +11,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from hcl_core.config import RunConfig
 from hcl_core.registry import METRICS
 from hcl_core.store import load_run
-from hcl_core.tracking import TensorBoardLogger, log_run, tee
+from hcl_core.tracking import TensorBoardLogger, TrackingError, add_arguments, log_run, sweep_logger, tee, train_logger
 from hcl_core.train import train
 
 CONFIG = RunConfig(dataset="digits", encoder="mlp", loss="hcl", beta=2.0, epochs=3, batch_size=64, max_train=200,
@@ -107,3 +107,45 @@ def test_events_before_start_are_ignored_and_odd_values_are_skipped(tmp_path):
     assert _series(acc, "loss/step") == [(2, 0.5)]
     assert _series(acc, "eval/uniformity") == [(1, -1.5)]
     assert "eval/knn_acc" not in acc.Tags()["scalars"]
+
+
+def test_a_log_folder_that_cannot_be_written_warns_once_and_never_ends_the_run(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    warnings: list[str] = []
+    logger = TensorBoardLogger(blocker / "logs", warn=warnings.append)
+    logger({"type": "start", "run_dir": None})
+    logger({"type": "step", "step": 1, "loss": 1.0})
+    logger({"type": "end", "state": "finished"})
+    assert len(warnings) == 1 and "TensorBoard logging to" in warnings[0]
+
+
+def test_the_command_line_hooks_check_the_folder_first(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).tensorboard is None
+    assert parser.parse_args(["--tensorboard", "tb"]).tensorboard == "tb"
+    assert train_logger(None) is None and sweep_logger(None, "s") is None
+    assert isinstance(train_logger(tmp_path / "new" / "tb", CONFIG), TensorBoardLogger)
+    assert (tmp_path / "new" / "tb").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrackingError, match="--tensorboard .*file/tb: the folder cannot be created"):
+        train_logger(tmp_path / "file" / "tb")
+
+
+def test_a_sweep_logs_each_run_as_it_comes_back(tmp_path):
+    from hcl_core.sweep import run_sweep
+
+    configs = [CONFIG.replace(loss="info_nce", epochs=1, seed=0), CONFIG.replace(loss="hard_supcon", epochs=1, seed=0)]
+    seen: list[tuple[int, int]] = []
+    on_result = sweep_logger(tmp_path / "tb", "my-sweep", then=lambda done, total, result: seen.append((done, total)))
+    result = run_sweep(configs, tmp_path / "models" / "my-sweep", workers=1, on_result=on_result)
+    assert seen == [(1, 2), (2, 2)]
+    runs = sorted(Path(r["run_dir"]).name for r in result.results)
+    assert sorted(p.name for p in (tmp_path / "tb" / "my-sweep").iterdir()) == runs
+    for r in result.results:
+        acc = _read(tmp_path / "tb" / "my-sweep" / Path(r["run_dir"]).name)
+        assert len(acc.Scalars("loss/step")) == 200 // 64
+        assert [e.step for e in acc.Scalars("eval/knn_acc")] == [0, 1]
