@@ -76,6 +76,12 @@ def test_bad_format_or_no_browser_is_one_clear_error(monkeypatch):
     assert figures.chromium_path() is None
     with pytest.raises(FigureExportError, match="apt-get install chromium"):
         figure_bytes(_figure(), "svg")
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
+    with pytest.raises(FigureExportError, match=r'pip install "kaleido>=1"'):
+        figure_bytes(_figure(), "png")
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 import streamlit as st
 
-from hcl_core.export.figures import FIGURE_FORMATS, figure_bytes
+from hcl_core.export.figures import FIGURE_FORMATS, figure_bytes, static_export_problem
 
 __all__ = ["FORMATS", "figure_downloads", "plotly_chart", "static_export_problem"]
 
@@ -31,19 +31,6 @@ _HELP = {
     "pdf": "The chart as a one-page PDF (vector), drawn on the server.",
     "html": "The chart as an interactive HTML page that works offline (plotly.js inside, about 5 MB).",
 }
-
-
-def static_export_problem() -> str | None:
-    """Why PNG/SVG/PDF cannot be drawn on this server (what to install), or None when they can."""
-    from hcl_core.export.figures import chromium_path
-
-    try:
-        import kaleido  # noqa: F401
-    except ImportError:
-        return 'PNG and SVG need the kaleido package on the server: pip install "kaleido>=1".'
-    if chromium_path() is None:
-        return "PNG and SVG need Chromium on the server: apt-get install chromium (or set BROWSER_PATH)."
-    return None
 
 
 _GREEK = str.maketrans({"β": "beta", "τ": "tau", "⁺": "_plus"})
