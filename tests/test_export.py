@@ -157,6 +157,8 @@ def _tampered(src: Path, dest: Path, *, tensors=None, metadata=None) -> Path:
 
 def test_a_foreign_or_damaged_encoder_file_is_refused_before_any_weight_is_built(runs, tmp_path):
     good = hcl_core.export_safetensors(runs["mlp"], tmp_path / "good.safetensors")
+    with pytest.raises(ExportError, match="missing.safetensors does not exist"):
+        hcl_core.load_encoder(tmp_path / "missing.safetensors")
     (tmp_path / "noise.safetensors").write_bytes(np.random.default_rng(0).bytes(3000))
     with pytest.raises(ExportError, match="could not be read as a safetensors file"):
         hcl_core.load_encoder(tmp_path / "noise.safetensors")
