@@ -14,6 +14,7 @@ from hcl_core.registry import DATASETS, LOSSES
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run
 from ui.comparison import comparison_form, job_queue, live_comparison
 from ui.controls import KEY, field_control, field_help
+from ui.figures import figure_downloads
 from ui.formulas import EXPLANATIONS, FORMULAS
 from ui.navigation import through_app
 
@@ -159,19 +160,20 @@ def _render(s: JobState) -> None:
                        delta=f"{last[key] - raw[key]:+.3f} vs {raw_name}" if key in raw else None)
         else:
             col.metric(label, "–")
-    left, right = st.columns(2)
     color = LOSS_COLORS.get(s.config.loss, "#0072B2")
     steps, losses = zip(*s.steps, strict=True) if s.steps else ((), ())
-    left.plotly_chart(loss_figure([Series(s.config.short_name(), steps, losses, color)]),
-                      width="stretch", key="loss_curve")
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
                                                  bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
-    right.plotly_chart(probe, width="stretch", key="probe_curve")
+    charts = [("loss_curve", loss_figure([Series(s.config.short_name(), steps, losses, color)])),
+              ("probe_curve", probe)]
     if s.evals:
-        left, right = st.columns(2)
-        left.plotly_chart(geometry, width="stretch", key="geometry")
-        if clamp is not None:
-            right.plotly_chart(clamp, width="stretch", key="clamp")
+        charts += [("geometry", geometry)] + ([("clamp", clamp)] if clamp is not None else [])
+    stem = s.config.short_name()
+    for (key, fig), col in zip(charts, st.columns(2) * 2, strict=False):
+        with col:
+            st.plotly_chart(fig, width="stretch", key=key)
+            if not s.active:  # PNG/SVG of an ended run (a live chart changes every refresh)
+                figure_downloads(fig, f"{stem}-{key}", key=key)
     if s.state == "finished" and s.run_dir:
         st.success(f"Finished in {s.summary.get('seconds', 0):.1f} s. Open **Embeddings** to watch the "
                    "clusters form, **Negatives** to see where the weight goes.")
