@@ -376,12 +376,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     progress = None if args.quiet else SweepProgress(len(configs))
     how = f"{workers} worker(s) x {plan.threads} thread(s)" if args.backend == "local" else plan.describe()
+    if args.backend == "ray" and not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's notes about retries, without colour codes
     try:
-        if progress is not None:
-            progress.start(folder, args.backend, how)
         result = run_sweep(configs, folder, backend=args.backend, workers=workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, retries=args.retries,
-                           manifest=manifest, on_result=progress)
+                           manifest=manifest, on_result=progress,
+                           on_ready=None if progress is None else lambda: progress.start(folder, args.backend, how))
     finally:
         if progress is not None:
             progress.close()
