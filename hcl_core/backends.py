@@ -250,8 +250,12 @@ def _lost(task: dict[str, Any], message: str) -> dict[str, Any]:
 
 def run_tasks(tasks: Sequence[dict[str, Any]], root: str | os.PathLike, *, plan: ResourcePlan,
               backend: str = "local", workers: int = 1, address: str | None = None, retries: int = 2,
-              on_result: OnTaskResult) -> None:
+              on_ready: Callable[[], None] | None = None, on_result: OnTaskResult) -> None:
     """Train every task into ``root`` (absolute) on ``backend``; ``on_result(result)`` as each comes back.
+
+    ``on_ready()`` is called once the backend can take the tasks (Ray reached and able to give a
+    run ``plan``'s resources), before any task starts and before anything is written under
+    ``root``: a sweep creates its folder there, so a refused backend leaves nothing behind.
 
     Every task yields exactly one result (a run that could not be trained is one with
     ``state = "failed"`` and its message). Ctrl-C (KeyboardInterrupt) stops the runs in flight
@@ -259,10 +263,12 @@ def run_tasks(tasks: Sequence[dict[str, Any]], root: str | os.PathLike, *, plan:
     missing, cannot be reached or has no node that can give a run ``plan``'s resources.
     """
     root = Path(root)
+    ready = on_ready or (lambda: None)
     if backend == "local":
+        ready()
         _run_local(tasks, root, workers, on_result)
     elif backend == "ray":
-        _run_ray(tasks, root, plan, workers, address, retries, on_result)
+        _run_ray(tasks, root, plan, workers, address, retries, ready, on_result)
     else:
         raise SweepError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
@@ -313,8 +319,23 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}".strip().rstrip(":")
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A TCP connection to ``host:port`` of ``address`` (or a SweepError): Ray itself retries for minutes."""
+    if address == "auto":
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except ValueError:
+        raise SweepError(f"--address {address!r} is not HOST:PORT (or ray://HOST:PORT, or auto)") from None
+    except OSError as e:
+        raise SweepError(f"cannot reach the Ray cluster at {address} ({e.strerror or type(e).__name__}): start it "
+                         "with 'ray start --head' there, or check --address") from None
+
+
 def _run_ray(tasks: Sequence[dict[str, Any]], root: Path, plan: ResourcePlan, workers: int, address: str | None,
-             retries: int, on_result: OnTaskResult) -> None:
+             retries: int, on_ready: Callable[[], None], on_result: OnTaskResult) -> None:
     try:
         import ray
     except ImportError:
@@ -331,10 +352,13 @@ def _run_ray(tasks: Sequence[dict[str, Any]], root: Path, plan: ResourcePlan, wo
                       logging_level=logging.WARNING)
         try:
             if address:
+                _check_reachable(address)
                 ray.init(address=address, **common)
             else:
                 where = "a local Ray"
                 ray.init(num_cpus=max(1, math.ceil(workers * plan.cpus)), include_dashboard=False, **common)
+        except SweepError:
+            raise
         except Exception as e:  # ConnectionError, RuntimeError, ValueError ... depending on the version
             raise SweepError(f"could not start or reach {where}: {_first_line(e)}") from None
         started = True
@@ -342,6 +366,7 @@ def _run_ray(tasks: Sequence[dict[str, Any]], root: Path, plan: ResourcePlan, wo
         if not _ray_fits(ray, plan):
             raise SweepError(f"no node of {where} can give a run {plan.describe()}: lower --cpus-per-run or "
                              "--gpus-per-run, or add a node that has them")
+        on_ready()
         remote = ray.remote(run_task).options(num_cpus=plan.cpus, num_gpus=plan.gpus, max_retries=retries)
         # A task writes straight into the sweep folder when it can see it (this host or a shared file
         # system), else it returns a bundle that is imported here.

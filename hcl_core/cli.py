@@ -109,6 +109,32 @@ def _writable_folder(path: str | Path, flag: str = "--out") -> Path:
     return p
 
 
+def _run_error(e: BaseException, config: RunConfig, out: str, run_dir: str | None) -> UserError | None:
+    """What went wrong while a run read its data or wrote its folder (``run_dir`` once it exists).
+
+    A ValueError is the data or the device refusing the config (a one-class data set, CUDA
+    asked for where there is none). A MemoryError while the data is read (no run folder yet) is
+    a file that declares more than it holds, or more data than fits. An OSError of a read or
+    write on an open file names no file: the data folder or the run folder is named instead.
+    Anything else: None (:func:`main` decides).
+    """
+    if isinstance(e, ValueError) and user_message(e) is None:
+        return UserError(str(e))
+    if isinstance(e, MemoryError) and run_dir is None:
+        where = f" in {config.data_root}" if config.data_root else ""
+        return UserError(f"out of memory while reading the data{where}: a file there may be damaged or declare a "
+                         "size it does not hold; check the files, or use less data (--max-train)")
+    if isinstance(e, OSError) and e.errno is not None and not e.filename:
+        if run_dir is not None:
+            where = Where(path=run_dir, doing="writing the run")
+        elif config.data_root:
+            where = Where(path=config.data_root, flag="--data-root", doing="reading the data")
+        else:
+            where = Where(path=out, flag="--out", doing="preparing the run")
+        return UserError(describe_os_error(e, where))
+    return None
+
+
 def _where(args: argparse.Namespace) -> Where:
     """What the command works on, for messages about errors that name no file."""
     command = args.command
@@ -149,27 +175,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         where = f"; the run's files so far are in {seen['run_dir']}" if seen.get("run_dir") else ""
         raise Stopped(f"Ctrl-C{where}") from None
-    except ValueError as e:  # the data or the device cannot serve this config
-        if user_message(e) is None:
-            raise UserError(str(e)) from None
-        raise
-    except MemoryError:
-        if seen.get("run_dir"):
+    except (ValueError, MemoryError, OSError) as e:
+        error = _run_error(e, config, args.out, seen.get("run_dir"))
+        if error is None:
             raise
-        raise UserError(f"out of memory while reading the data{f' in {config.data_root}' if config.data_root else ''}"
-                        ": a file there may be damaged or declare a size it does not hold; check the files, or "
-                        "use less data (--max-train)") from None
-    except OSError as e:
-        if e.errno is None or e.filename:
-            raise  # names its file (or is a data error with its own message)
-        # A read or write on an open file names none: before "start" it read the data, after it wrote the run.
-        if seen.get("run_dir"):
-            where = Where(path=seen["run_dir"], doing="writing the run")
-        elif config.data_root:
-            where = Where(path=config.data_root, flag="--data-root", doing="reading the data")
-        else:
-            where = Where(path=args.out, flag="--out", doing="preparing the run")
-        raise UserError(describe_os_error(e, where)) from None
+        raise error from None
     finally:
         if progress is not None:
             progress.close()
@@ -325,17 +335,18 @@ def _sweep_folder(out: Path, name: str | None, dataset: str) -> Path:
     return folder
 
 
-def _check_data(config: RunConfig) -> None:
+def _check_data(config: RunConfig, out: str) -> None:
     """Fail fast (once, not once per run) when the data set's files are missing or unreadable."""
     from .data import load_dataset
 
     try:
         load_dataset(config.dataset, config.data_root, max_train=config.max_train,
                      synthetic_overlap=config.synthetic_overlap)
-    except ValueError as e:
-        if user_message(e) is None:
-            raise UserError(str(e)) from None
-        raise
+    except (ValueError, MemoryError, OSError) as e:
+        error = _run_error(e, config, out, None)
+        if error is None:
+            raise
+        raise error from None
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -357,7 +368,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     folder = _sweep_folder(Path(args.out), args.sweep_name, base.dataset)
     _writable_folder(args.out)
     if args.backend == "local":  # on Ray the data is read by the nodes, from their own data_root
-        _check_data(base)
+        _check_data(base, args.out)
     manifest = {"name": folder.name, "created": time.time(), "losses": list(losses), "betas": list(betas),
                 "seeds": list(seeds), "base_config": grid_base(configs), "argv": sys.argv[1:]}
     manifest["command"] = sweep_command(manifest)
@@ -365,12 +376,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     progress = None if args.quiet else SweepProgress(len(configs))
     how = f"{workers} worker(s) x {plan.threads} thread(s)" if args.backend == "local" else plan.describe()
+    if args.backend == "ray" and not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's notes about retries, without colour codes
     try:
-        if progress is not None:
-            progress.start(folder, args.backend, how)
         result = run_sweep(configs, folder, backend=args.backend, workers=workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, retries=args.retries,
-                           manifest=manifest, on_result=progress)
+                           manifest=manifest, on_result=progress,
+                           on_ready=None if progress is None else lambda: progress.start(folder, args.backend, how))
     finally:
         if progress is not None:
             progress.close()

@@ -406,6 +406,7 @@ def run_sweep(
     gpus_per_run: float | None = None,
     retries: int = 2,
     manifest: dict[str, Any] | None = None,
+    on_ready: Callable[[], None] | None = None,
     on_result: OnResult | None = None,
 ) -> SweepResult:
     """Train every config into ``folder`` and write the manifest and the summary files there.
@@ -413,10 +414,11 @@ def run_sweep(
     Args:
         configs: the runs (see :func:`expand_grid`); a config with ``threads = 0`` is given the
             threads of the backend's plan (:func:`hcl_core.backends.plan_resources`).
-        folder: the sweep folder (created; must not hold runs already).
+        folder: the sweep folder (created once the backend is ready; must not hold runs already).
         backend, workers, address, cpus_per_run, gpus_per_run, retries: where and how the runs
             go, see :func:`hcl_core.backends.run_tasks`.
         manifest: extra entries for ``sweep.json`` (the grid, the command line ...).
+        on_ready: called once the backend is ready and the folder exists, before the first run.
         on_result: called as ``on_result(done, total, result)`` after each run.
 
     Returns:
@@ -433,14 +435,22 @@ def run_sweep(
                           cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                           devices={c.device for c in configs})
     folder = Path(folder).resolve()  # absolute: worker processes and Ray tasks run elsewhere
-    folder.mkdir(parents=True, exist_ok=True)
     tasks = [(c if c.threads else c.replace(threads=plan.threads)).to_dict() for c in configs]
     info = dict(manifest or {})
     info.update(backend=backend, workers=workers, address=address, threads=plan.threads, cpus_per_run=plan.cpus,
-                gpus_per_run=plan.gpus, total=len(tasks), started=time.time(), state="running", runs=[])
-    atomic_json(folder / MANIFEST, info)
+                gpus_per_run=plan.gpus, total=len(tasks), state="running", runs=[])
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+
+    ready: list[bool] = []
+
+    def start() -> None:  # the backend is ready: only now does the sweep folder appear
+        ready.append(True)
+        info["started"] = time.time()
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_json(folder / MANIFEST, info)
+        if on_ready is not None:
+            on_ready()
 
     def collect(result: dict[str, Any]) -> None:
         results.append(result)
@@ -452,8 +462,10 @@ def run_sweep(
     interrupted = False
     try:
         run_tasks(tasks, folder, plan=plan, backend=backend, workers=workers, address=address, retries=retries,
-                  on_result=collect)
+                  on_ready=start, on_result=collect)
     except KeyboardInterrupt:
+        if not ready:  # stopped before the backend was ready: there is nothing to summarise
+            raise
         interrupted = True
     seconds = time.perf_counter() - t0
     _, rows = load_sweep(folder)
