@@ -463,11 +463,12 @@ def effective_negatives(nw: NegativeWeights) -> Tensor:
 
 
 def pulled_fraction(nw: NegativeWeights, *, same_class: bool = False) -> float:
-    """Fraction of the (anchor, negative) pairs whose gradient pulls the negative closer (``∂L/∂s < 0``).
+    """Fraction of the (anchor, candidate) pairs whose gradient pulls the candidate closer (``∂L/∂s < 0``).
 
-    Over the loss's negatives (``eligible``: other-class views for H-SCL, every candidate
-    otherwise); with ``same_class=True`` over the same-class candidates instead. NaN if none.
+    Over the true negatives (the loss's negatives of another class; every candidate without
+    labels); with ``same_class=True`` over the same-class candidates instead (for SupCon and H-SCL
+    they are positives, so pulled by design). NaN if there are none.
     """
-    mask = nw.same_class if same_class else nw.eligible
+    mask = nw.same_class if same_class else nw.eligible & ~nw.same_class
     total = int(mask.sum())
-    return float((nw.gradient[mask] < 0).sum()) / total if total else math.nan
+    return int(((nw.gradient < 0) & mask).sum()) / total if total else math.nan
