@@ -121,6 +121,7 @@ class Job:
     def __init__(self, job_id: int, config: RunConfig, proc: subprocess.Popen, root: Path,
                  on_end: Callable[[], None] | None = None):
         self.id = job_id
+        self.config = config
         self._on_end = on_end
         self._proc = proc
         self._lock = threading.Lock()

@@ -19,6 +19,7 @@ __all__ = [
     "LOSSES",
     "METRICS",
     "PROBES",
+    "SUMMARY_METRICS",
     "DatasetSpec",
     "LossSpec",
     "MetricSpec",
@@ -111,14 +112,15 @@ def loss_spec(name: str) -> LossSpec:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A number a run reports at each evaluation and in its summary.
+    """A number a run reports at each evaluation (and, for most, in its summary).
 
     Attributes:
         key: the key in events and summaries (``knn_acc``).
         label: the axis and chart title (``kNN (k=200)``).
-        short: the table header (``kNN``).
-        lower_is_better: for the arrows and colours of deltas.
+        short: the table header (``kNN``); :attr:`header` adds an arrow where lower is better.
+        lower_is_better: for arrows and for the colour of deltas (True: a fall is good news).
         probe: an accuracy measured with labels (it has raw-input and random-encoder baselines).
+        summarised: averaged over seeds in sweep summaries.
         help: one plain sentence for captions and tooltips.
     """
 
@@ -127,31 +129,45 @@ class MetricSpec:
     short: str
     lower_is_better: bool
     probe: bool
+    summarised: bool
     help: str
+
+    @property
+    def header(self) -> str:
+        return f"{self.short} ↓" if self.lower_is_better else self.short
 
 
 METRICS: dict[str, MetricSpec] = {
     m.key: m
     for m in (
-        MetricSpec("linear_probe_acc", "linear probe (all labels)", "linear probe", False, True,
+        MetricSpec("linear_probe_acc", "linear probe (all labels)", "linear probe", False, True, True,
                    "Logistic regression on the frozen backbone features, trained on every training label."),
-        MetricSpec("few_shot_probe_acc", "few-shot probe (10 labels/class)", "few-shot", False, True,
+        MetricSpec("few_shot_probe_acc", "few-shot probe (10 labels/class)", "few-shot probe", False, True, True,
                    "Logistic regression on 10 labelled samples per class (mean of 5 draws)."),
-        MetricSpec("knn_acc", "kNN (k=200)", "kNN", False, True,
+        MetricSpec("knn_acc", "kNN (k=200)", "kNN", False, True, True,
                    "Weighted vote of the 200 nearest training samples by cosine similarity."),
-        MetricSpec("alignment", "alignment (lower = positives closer)", "alignment", True, False,
-                   "Mean squared distance between the two views of a sample (Wang & Isola). It rises "
+        MetricSpec("alignment", "alignment (lower = positives closer)", "alignment", True, False, True,
+                   "Mean squared distance between the two views of a sample (Wang & Isola). It often rises "
                    "early in training as the embedding spreads out: that is not bad news on its own."),
-        MetricSpec("uniformity", "uniformity (lower = more spread)", "uniformity", True, False,
-                   "log of the mean Gaussian potential between embeddings (Wang & Isola): lower is more "
-                   "evenly spread over the sphere."),
-        MetricSpec("same_class_mass", "same-class weight mass", "same-class mass", True, False,
-                   "Share of the loss's negative weight that falls on views of the anchor's own class."),
+        MetricSpec("uniformity", "uniformity (lower = more spread)", "uniformity", True, False, True,
+                   "Log of the mean Gaussian potential between embeddings (Wang & Isola): lower is spread "
+                   "more evenly over the sphere."),
+        MetricSpec("same_class_mass", "same-class weight mass", "same-class mass", False, False, True,
+                   "Share of the loss's negative weight that falls on views of the anchor's own class "
+                   "(false negatives)."),
+        MetricSpec("effective_negatives", "effective number of negatives", "eff. negatives", False, False, False,
+                   "How many negatives carry the weight, (Σw)²/Σw²: all of them when weights are equal, "
+                   "1 when one negative takes it all."),
+        MetricSpec("clamp_share", "anchors where the clamp binds", "clamp binds", False, False, False,
+                   "DCL/HCL only: share of anchors whose debiased negative term hit its lower bound; "
+                   "those anchors' negatives get no gradient."),
     )
 }
 
 #: The probe accuracies, in the order the app shows them.
 PROBES = tuple(k for k, m in METRICS.items() if m.probe)
+#: The metrics averaged over seeds in sweep summaries, in table order.
+SUMMARY_METRICS = tuple(k for k, m in METRICS.items() if m.summarised)
 
 
 def metric_spec(key: str) -> MetricSpec:

@@ -14,25 +14,24 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hcl_core.plots.compare import (
+from hcl_core.analysis.compare import (
     FINAL_METRICS,
     PROBE_METRICS,
     TableEntry,
-    add_baselines,
     default_comparison,
-    embeddings_grid_figure,
-    figures_html,
-    legend_labels,
     metrics_table,
-    run_colors,
     table_csv,
 )
+from hcl_core.plots.compare import add_baselines, embeddings_grid_figure, figures_html, legend_labels, run_colors
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
 from hcl_core.store import Run, RunFileError, iter_events
 from ui import all_runs, load_snapshot, run_label
+from ui.navigation import through_app
 from ui.run_files import render_run_files
 from ui.sweep_view import render_sweep_section
+
+through_app()  # first: a deep link to a fresh server must run through app.py
 
 DEFAULT_RUNS = 3
 MAX_RUNS = 8

@@ -17,17 +17,14 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from hcl_core.plots.embeddings import (
-    Highlight,
-    Neighbours,
-    embedding_figure,
-    hover_texts,
-    neighbours,
-    thumbnail,
-)
+from hcl_core.analysis.neighbours import Neighbours, neighbours
+from hcl_core.plots.embeddings import Highlight, embedding_figure, hover_texts, thumbnail
 from hcl_core.projection import ProjectionService, align_layout, layout_key, pca_2d
 from hcl_core.store import Run
 from ui import eval_inputs, load_snapshot, pick_run
+from ui.navigation import through_app
+
+through_app()  # first: a deep link to a fresh server must run through app.py
 
 K = 8  # neighbours and hardest negatives shown for a chosen sample
 POLL_S = 0.5  # how often the page checks whether UMAP is ready

@@ -27,6 +27,9 @@ from hcl_core.plots.negatives import VIEW_AXIS, VIEW_TITLE, beta_sweep_figure, n
 from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError
 from ui import pick_run, snapshot
+from ui.navigation import through_app
+
+through_app()  # first: a deep link to a fresh server must run through app.py
 
 ALL_LOSSES = list(LOSSES)
 CHART_CONFIG = {"displaylogo": False}

@@ -17,6 +17,9 @@ from hcl_core.store import Run, RunFileError, load_run
 from hcl_core.theory import COARSE_BETAS, DEFAULT_BETAS, TheoryCurves, describe, negatives_curves, theory_curves
 from ui import all_runs, load_snapshot, pick_run, run_label
 from ui.formulas import FORMULAS
+from ui.navigation import through_app
+
+through_app()  # first: a deep link to a fresh server must run through app.py
 
 _UNREADABLE = (ValueError, OSError, KeyError, RunFileError)
 MAX_TABLE_RUNS = 24

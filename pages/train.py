@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import streamlit as st
 
+from hcl_core.comparisons import differences
 from hcl_core.config import FIELDS, ConfigError, RunConfig
 from hcl_core.jobs import JobLimitError, JobState
 from hcl_core.plots import LOSS_COLORS
+from hcl_core.plots.compare import legend_labels
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
 from hcl_core.registry import DATASETS, LOSSES
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run
+from ui.comparison import comparison_form, job_queue, live_comparison
+from ui.controls import KEY, field_control, field_help
 from ui.formulas import EXPLANATIONS, FORMULAS
+from ui.navigation import through_app
+
+through_app()  # first: a deep link to a fresh server must run through app.py
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-KEY = "cfg_"  # session-state prefix of the config widgets
 
 
 # ------------------------------------------------------------------------------------------
@@ -33,15 +39,7 @@ def _init_from_url() -> None:
 
 def _set_controls(config: RunConfig) -> None:
     for name, value in config.to_dict().items():
-        st.session_state[KEY + name] = "" if value is None else value
-
-
-def _steps_with_current(steps: list, name: str) -> list:
-    """A select slider's steps plus the control's current value (a link may hold any valid one).
-
-    Derived at every run: a value missing from the steps would be reset to the first step.
-    """
-    return sorted({*steps, st.session_state[KEY + name]})
+        st.session_state[KEY + name] = "" if value is None and FIELDS[name].type is str else value
 
 
 def _keep_hidden_values() -> None:
@@ -59,58 +57,48 @@ def _keep_hidden_values() -> None:
             st.session_state[KEY + name] = saved[name]
 
 
-def _help(name: str) -> str:
-    spec = FIELDS[name]
-    return f"{spec.help} Allowed: {spec.describe_range()}."
-
-
 def _controls() -> tuple[RunConfig | None, str | None]:
     """The sidebar; returns the config, or None and the message of the field that is wrong."""
     _keep_hidden_values()
     sb = st.sidebar
     sb.header("Run configuration")
-    dataset = sb.selectbox("Data set", list(DATASETS), format_func=lambda n: DATASETS[n].label,
-                           key=KEY + "dataset", help=_help("dataset"))
-    if dataset not in ("digits", "synthetic"):
-        sb.text_input("Data folder", key=KEY + "data_root", help=_help("data_root"),
+    dataset = field_control(sb, "dataset", "Data set", format_func=lambda n: DATASETS[n].label)
+    if DATASETS[dataset].needs_root:
+        sb.text_input("Data folder", key=KEY + "data_root", help=field_help("data_root"),
                       placeholder="/path/to/data")
     if dataset == "synthetic":
-        sb.slider("Class overlap", 0.0, 1.0, step=0.05, key=KEY + "synthetic_overlap",
-                  help=_help("synthetic_overlap"))
-    loss = sb.selectbox("Loss", list(LOSSES), format_func=lambda n: LOSSES[n].label, key=KEY + "loss",
-                        help="The contrastive objective. The formula is shown above the charts.")
-    used = LOSSES[loss].params
-    if "beta" in used:
-        sb.slider("Hardness β", 0.0, 20.0, step=0.1, key=KEY + "beta", help=_help("beta") +
-                  " β multiplies s = cos/τ, as in the published code.")
-    sb.slider("Temperature τ", 0.05, 2.0, step=0.05, key=KEY + "tau", help=_help("tau"))
-    if "tau_plus" in used:
-        sb.slider("Class prior τ⁺", 0.0, 0.5, step=0.01, key=KEY + "tau_plus", help=_help("tau_plus"))
-    hidden = [p for p in ("beta", "tau_plus") if p not in used]
+        field_control(sb, "synthetic_overlap", "Class overlap", slider=(0.0, 1.0, 0.05))
+    loss = field_control(sb, "loss", "Loss", format_func=lambda n: LOSSES[n].label,
+                         help_extra="The formula is shown above the charts.")
+    spec = LOSSES[loss]
+    if spec.reads("beta"):
+        field_control(sb, "beta", "Hardness β", slider=(0.0, 20.0, 0.1),
+                      help_extra="β multiplies s = cos/τ, as in the published code.")
+    field_control(sb, "tau", "Temperature τ", slider=(0.05, 2.0, 0.05))
+    if spec.reads("tau_plus"):
+        field_control(sb, "tau_plus", "Class prior τ⁺", slider=(0.0, 0.5, 0.01))
+    hidden = [p for p in ("beta", "tau_plus") if not spec.reads(p)]
     if hidden:
-        sb.caption(f"{LOSSES[loss].short} does not use " +
-                   " or ".join({"beta": "β", "tau_plus": "τ⁺"}[p] for p in hidden) + ".")
-    sb.selectbox("Encoder", FIELDS["encoder"].choices, key=KEY + "encoder", help=_help("encoder"))
-    sb.select_slider("Batch size", _steps_with_current(BATCH_SIZES, "batch_size"), key=KEY + "batch_size",
-                     help=_help("batch_size"))
-    sb.number_input("Epochs", min_value=1, max_value=1000, step=5, key=KEY + "epochs", help=_help("epochs"))
-    sb.select_slider("Learning rate", _steps_with_current(LEARNING_RATES, "lr"), key=KEY + "lr",
-                     format_func=lambda v: f"{v:g}", help=_help("lr"))
-    sb.slider("Augmentation strength", 0.0, 2.0, step=0.1, key=KEY + "aug_strength", help=_help("aug_strength"))
-    sb.number_input("Seed", min_value=0, step=1, key=KEY + "seed", help=_help("seed"))
-    sb.selectbox("Device", FIELDS["device"].choices, key=KEY + "device", help=_help("device"))
+        sb.caption(f"{spec.short} does not use " + " or ".join({"beta": "β", "tau_plus": "τ⁺"}[p] for p in hidden)
+                   + ".")
+    field_control(sb, "encoder", "Encoder")
+    field_control(sb, "batch_size", "Batch size", steps=BATCH_SIZES)
+    field_control(sb, "epochs", "Epochs", step=5)
+    field_control(sb, "lr", "Learning rate", steps=LEARNING_RATES, format_func=lambda v: f"{v:g}")
+    field_control(sb, "aug_strength", "Augmentation strength", slider=(0.0, 2.0, 0.1))
+    field_control(sb, "seed", "Seed")
+    field_control(sb, "device", "Device")
     with sb.expander("Advanced"):
-        st.number_input("Evaluate every K epochs", 1, 1000, key=KEY + "snapshot_every",
-                        help=_help("snapshot_every"))
-        if LOSSES[loss].detachable:
-            st.checkbox("Detach hardness weights", key=KEY + "detach_weights", help=_help("detach_weights"))
-        st.number_input("Projection size", 2, 1024, key=KEY + "feature_dim", help=_help("feature_dim"))
-        st.number_input("Hidden width", 8, 4096, key=KEY + "hidden_dim", help=_help("hidden_dim"))
-        st.number_input("Weight decay", 0.0, 0.1, format="%g", key=KEY + "weight_decay",
-                        help=_help("weight_decay"))
-        st.number_input("Test samples embedded", 50, 5000, key=KEY + "eval_size", help=_help("eval_size"))
-        st.number_input("CPU threads (0 = default)", 0, 256, key=KEY + "threads", help=_help("threads"))
-        st.text_input("Run name", key=KEY + "name", help=_help("name"))
+        field_control(st, "snapshot_every", "Evaluate every K epochs")
+        if spec.detachable:
+            field_control(st, "detach_weights", "Detach hardness weights")
+        field_control(st, "feature_dim", "Projection size")
+        field_control(st, "hidden_dim", "Hidden width")
+        field_control(st, "weight_decay", "Weight decay", step=1e-6)
+        field_control(st, "eval_size", "Test samples embedded")
+        field_control(st, "max_train", "Training samples (empty = all)", step=100)
+        field_control(st, "threads", "CPU threads (0 = default)")
+        field_control(st, "name", "Run name")
     values = {name: st.session_state.get(KEY + name) for name in FIELDS}
     try:
         return RunConfig(**values), None
@@ -141,15 +129,16 @@ def _status_line(s: JobState) -> str:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, *, _evals: list,
-                        _baseline: dict) -> tuple:
+def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, raw_name: str, *,
+                        _evals: list, _baseline: dict) -> tuple:
     """The probe, geometry and clamp charts; they change only when an evaluation arrives.
 
     Built once per evaluation instead of at every live refresh (~60 ms of server CPU each
     time, which a 2-core machine takes from the training). Nothing mutates them afterwards.
     """
-    clamp = clamp_figure(_evals) if _evals and loss in ("hcl", "dcl") else None
-    return probe_figure(_evals, _baseline), geometry_figure(_evals) if _evals else None, clamp
+    clamp = clamp_figure(_evals) if _evals and LOSSES[loss].clamp else None
+    return (probe_figure(_evals, _baseline, raw_name=raw_name), geometry_figure(_evals) if _evals else None,
+            clamp)
 
 
 def _render(s: JobState) -> None:
@@ -160,28 +149,29 @@ def _render(s: JobState) -> None:
         st.warning(s.message or "Stopped.")
     last = s.evals[-1] if s.evals else {}
     raw = (s.baseline or {}).get("raw", {})
+    raw_name = "raw pixels" if DATASETS[s.config.dataset].is_image else "raw inputs"
     m = st.columns(4)
     m[0].metric("Loss (last step)", f"{s.steps[-1][1]:.4f}" if s.steps else "–")
     for col, key, label in ((m[1], "few_shot_probe_acc", "Few-shot probe"), (m[2], "knn_acc", "kNN accuracy"),
                             (m[3], "linear_probe_acc", "Linear probe")):
         if key in last:
             col.metric(f"{label} (epoch {last['epoch']})", f"{last[key]:.3f}",
-                       delta=f"{last[key] - raw[key]:+.3f} vs raw pixels" if key in raw else None)
+                       delta=f"{last[key] - raw[key]:+.3f} vs {raw_name}" if key in raw else None)
         else:
             col.metric(label, "–")
     left, right = st.columns(2)
     color = LOSS_COLORS.get(s.config.loss, "#0072B2")
     steps, losses = zip(*s.steps, strict=True) if s.steps else ((), ())
     left.plotly_chart(loss_figure([Series(s.config.short_name(), steps, losses, color)]),
-                      use_container_width=True, key="loss_curve")
+                      width="stretch", key="loss_curve")
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
-                                                 bool(s.baseline), _evals=s.evals, _baseline=s.baseline)
-    right.plotly_chart(probe, use_container_width=True, key="probe_curve")
+                                                 bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
+    right.plotly_chart(probe, width="stretch", key="probe_curve")
     if s.evals:
         left, right = st.columns(2)
-        left.plotly_chart(geometry, use_container_width=True, key="geometry")
+        left.plotly_chart(geometry, width="stretch", key="geometry")
         if clamp is not None:
-            right.plotly_chart(clamp, use_container_width=True, key="clamp")
+            right.plotly_chart(clamp, width="stretch", key="clamp")
     if s.state == "finished" and s.run_dir:
         st.success(f"Finished in {s.summary.get('seconds', 0):.1f} s. Open **Embeddings** to watch the "
                    "clusters form, **Negatives** to see where the weight goes.")
@@ -218,10 +208,11 @@ def _live(job_id: int) -> None:
 
 def _start(config: RunConfig) -> None:
     try:
-        job_manager().start(config)
-        st.session_state.pop("dismissed_job", None)
+        job = job_manager().start(config)
+        st.session_state["shown_job"] = job.id
+        st.session_state.pop("dismissed", None)
     except JobLimitError as e:
-        st.session_state["start_error"] = str(e)
+        st.session_state["start_error"] = f"{e}, or use **Compare** below, which queues runs."
 
 
 def _stop(job_id: int) -> None:
@@ -230,23 +221,93 @@ def _stop(job_id: int) -> None:
         running.stop(timeout=1.0)
 
 
-def _reset(job_id: int | None) -> None:
+def _show(job_id: int) -> None:
+    st.session_state["shown_job"] = job_id
+    st.session_state.pop("dismissed", None)
+
+
+def _reset() -> None:
     _set_controls(RunConfig())
     st.query_params.clear()
-    if job_id is not None:
-        st.session_state["dismissed_job"] = job_id
+    st.session_state.pop("shown_job", None)
+    st.session_state["dismissed"] = True
+
+
+# ------------------------------------------------------------------------------------------
+# which run the page shows: this tab's job, else one of the controls' configuration
+# ------------------------------------------------------------------------------------------
+
+def _shown(config: RunConfig | None, linked: bool):
+    """``(job, None)``, ``(None, stored run)`` or ``(None, None)``.
+
+    The job this tab started (or chose) first; else the newest job, then the newest finished
+    stored run, of exactly the controls' configuration (so a link or a reloaded tab shows its own
+    configuration's run, never merely the last one trained); else, on a plain first visit only,
+    the newest run of any configuration, flagged as different.
+    """
+    manager = job_manager()
+    if st.session_state.get("dismissed"):
+        return None, None
+    job = manager.get(st.session_state.get("shown_job", -1))
+    if job is not None:
+        return job, None
+    if config is not None:
+        same = [j for j in manager.jobs() if j.config == config]
+        if same:
+            same.sort(key=lambda j: (j.active, j.id))
+            st.session_state["shown_job"] = same[-1].id
+            return same[-1], None
+        stored = [r for r in all_runs() if r.state == "finished" and r.config == config]
+        if stored:
+            return None, reload_run(stored[0])
+    if linked:
+        return None, None
+    latest = manager.latest()
+    if latest is not None:
+        return latest, None
+    finished = [r for r in all_runs() if r.state == "finished"]
+    return (None, reload_run(finished[0])) if finished else (None, None)
+
+
+def _title(shown: RunConfig, run_id: str | None, controls: RunConfig | None) -> None:
+    label = legend_labels([shown])[0] + f" · seed {shown.seed} · {shown.dataset} · {shown.encoder}"
+    st.subheader(f"Run: {label}")
+    if run_id:
+        st.caption(f"Run id `{run_id}`, saved in the models folder.")
+    if controls is not None and (diff := differences(shown, controls)):
+        listed = ", ".join(f"{name} ({a} here, {b} in the controls)" for name, a, b in diff)
+        st.warning(f"These charts show a run that differs from the controls on the left: {listed}. "
+                   "Press **Start** to train the controls' configuration.", icon=":material/compare_arrows:")
+
+
+def _running_jobs(shown_id: int | None) -> None:
+    """Every run training in this app, from any tab: show or stop each."""
+    active = [j for j in job_manager().jobs() if j.active]
+    waiting = job_queue().waiting()
+    if not active and not waiting:
+        return
+    with st.expander(f"Training now: {len(active)} run(s)" + (f", {len(waiting)} queued" if waiting else ""),
+                     expanded=len(active) > 1 or bool(waiting)):
+        labels = legend_labels([j.config for j in active]) if active else []
+        for job, label in zip(active, labels, strict=True):
+            s = job.snapshot()
+            c1, c2, c3 = st.columns([5, 1, 1])
+            c1.progress(s.progress, text=f"{label}: {_status_line(s)}")
+            c2.button("Show", key=f"show_{job.id}", on_click=_show, args=(job.id,), disabled=job.id == shown_id)
+            c3.button("■ Stop", key=f"stop_{job.id}", on_click=_stop, args=(job.id,))
+        for t in waiting:
+            st.caption(f"Queued: {legend_labels([t.config])[0]} (starts when a slot frees)")
 
 
 # ------------------------------------------------------------------------------------------
 # the page
 # ------------------------------------------------------------------------------------------
 
+linked = bool(st.query_params.to_dict()) and not st.session_state.get("cfg_initialised")
 _init_from_url()
 config, error = _controls()
 manager = job_manager()
-job = manager.latest()
-if job is not None and st.session_state.get("dismissed_job") == job.id:
-    job = None
+job, stored = _shown(config, linked)
 active = job is not None and job.active
 
 st.title("Hardness Explorer")
@@ -261,27 +322,37 @@ chosen_loss = config.loss if config else st.session_state[KEY + "loss"]
 st.markdown(f"**{LOSSES[chosen_loss].label}** — {EXPLANATIONS[chosen_loss]}")
 st.latex(FORMULAS[chosen_loss])
 
+training_this = config is not None and any(j.active and j.config == config for j in manager.jobs())
 b1, b2, b3, info = st.columns([1, 1, 1, 5])
-b1.button("▶ Start", type="primary", disabled=bool(error) or active, use_container_width=True,
-          on_click=_start, args=(config,), help="Train in the background; the page stays responsive.")
-b2.button("■ Stop", disabled=not active, use_container_width=True, on_click=_stop,
-          args=(job.id if job else 0,), help="Stops within a second; everything trained so far is kept.")
-b3.button("↺ Reset", disabled=active, use_container_width=True, on_click=_reset,
-          args=(job.id if job else None,),
-          help="Back to the default configuration; the finished run stays on disk.")
+b1.button("▶ Start", type="primary", disabled=bool(error) or training_this, width="stretch",
+          on_click=_start, args=(config,),
+          help="Train the configuration on the left in the background; the page stays responsive. "
+               f"Up to {manager.max_active} runs train at once.")
+b2.button("■ Stop", disabled=not active, width="stretch", on_click=_stop,
+          args=(job.id if job else 0,), help="Stops the run shown below within a second; everything trained "
+                                             "so far is kept.")
+b3.button("↺ Reset", width="stretch", on_click=_reset,
+          help="Back to the default configuration; every run stays on disk.")
 if "start_error" in st.session_state:
     st.error(st.session_state.pop("start_error"))
 info.caption(f"Link to this configuration: copy the address bar. Runs are saved in `{manager.root}/`.")
+_running_jobs(job.id if job else None)
+
+with st.expander("Compare losses in one click", expanded="comparison" in st.session_state,
+                 icon=":material/stacked_line_chart:"):
+    comparison_form(config)
+    if "comparison" in st.session_state:
+        live_comparison(st.session_state["comparison"])
 
 if job is not None:
+    _title(job.config, None, config)
     interval = st.session_state["live_interval"] = _refresh_interval(job.snapshot())
     st.fragment(run_every=interval)(_live)(job.id)
+elif stored is not None:
+    _title(stored.config, stored.run_id, config)
+    _render(_view_of_run(stored))
+elif linked or st.session_state.get("dismissed"):
+    st.info("No run of this configuration yet: press **Start** to train it.")
 else:
-    finished = [r for r in all_runs() if r.state == "finished"]
-    if finished:
-        st.info("Press **Start** to train. Below: the most recent finished run, "
-                f"`{finished[0].run_id}`.")
-        _render(_view_of_run(reload_run(finished[0])))
-    else:
-        st.info("Press **Start** to train the configuration on the left: on digits, 30 epochs take "
-                "about ten seconds on a laptop CPU.")
+    st.info("Press **Start** to train the configuration on the left: on digits, 30 epochs take "
+            "about ten seconds on a laptop CPU.")

@@ -120,3 +120,25 @@ def test_the_exception_check_sees_a_failing_page(app, tmp_path):
         page.locator(EXCEPTION_SELECTOR).first.wait_for(timeout=15_000)
         errors = exceptions_on_page(page)
     assert errors and "ValueError: deliberate" in errors[0]
+
+
+def test_a_deep_link_as_the_first_request_opens_the_page_inside_the_app(tmp_path):
+    """A fresh server whose first request is ``/negatives?run=…`` shows the app's navigation
+    (titles with icons, wide layout) and the linked run, not the bare pages/ scripts."""
+    if not chromium_available():
+        pytest.fail(MISSING_CHROMIUM, pytrace=False)
+    from page_runs import copy_runs
+
+    runs = copy_runs(tmp_path)
+    run_id = runs["hcl"].name
+    with AppServer(models_dir=tmp_path) as server, browser_page() as page:
+        page.goto(f"{server.url}/negatives?run={run_id}", wait_until="load")
+        wait_for_app(page)
+        page.get_by_role("heading", name="Negatives").first.wait_for(timeout=30_000)
+        nav = page.locator('[data-testid="stSidebarNavLink"]')
+        expect(nav.first).to_be_visible(timeout=15_000)
+        assert nav.all_inner_texts()[:1] != ["app"], nav.all_inner_texts()
+        assert any("Train" in t for t in nav.all_inner_texts()), nav.all_inner_texts()
+        assert run_id in page.url
+        assert page.get_by_role("button", name="Deploy").count() == 0  # no developer toolbar in class
+        _assert_no_exception(page, "deep link")

@@ -1,4 +1,4 @@
-"""The Compare page's pieces (hcl_core.plots.compare)."""
+"""The Compare page's pieces: the metrics table (hcl_core.analysis.compare) and figures (hcl_core.plots.compare)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+import hcl_core.analysis.compare as table
 import hcl_core.plots.compare as cmp
 from hcl_core.config import RunConfig
 from hcl_core.plots import LOSS_COLORS
@@ -17,14 +18,18 @@ RAW = {"linear_probe_acc": 0.96, "few_shot_probe_acc": 0.88, "knn_acc": 0.90}
 RANDOM = {"linear_probe_acc": 0.95, "few_shot_probe_acc": 0.80, "knn_acc": 0.85}
 
 
-def entry(label: str, config: RunConfig, **metrics) -> cmp.TableEntry:
-    return cmp.TableEntry(label, f"id-{label}", config, "finished", metrics, {"raw": RAW, "random_init": RANDOM})
+def entry(label: str, config: RunConfig, **metrics) -> table.TableEntry:
+    return table.TableEntry(label, f"id-{label}", config, "finished", metrics, {"raw": RAW, "random_init": RANDOM})
 
 
-def test_run_colors_follow_the_loss_unless_two_runs_share_one():
+def test_run_colors_follow_the_loss_and_a_second_run_of_a_loss_gets_a_shade_of_it():
     assert cmp.run_colors(["info_nce", "hcl"]) == [LOSS_COLORS["info_nce"], LOSS_COLORS["hcl"]]
     colors = cmp.run_colors(["hcl", "hcl", "info_nce"])
-    assert len(set(colors)) == 3
+    assert len(set(colors)) == 3 and colors[0] == LOSS_COLORS["hcl"] and colors[2] == LOSS_COLORS["info_nce"]
+    r0, g0, b0 = (int(colors[0][i : i + 2], 16) for i in (1, 3, 5))
+    r1, g1, b1 = (int(colors[1][i : i + 2], 16) for i in (1, 3, 5))
+    assert r1 >= r0 and g1 > g0 and b1 > b0  # the same hue, lighter
+    assert colors[1] not in LOSS_COLORS.values()
 
 
 def test_legend_labels_name_only_what_differs():
@@ -39,27 +44,27 @@ def test_legend_labels_name_only_what_differs():
 
 
 def test_metrics_table_runs_then_deduplicated_baselines():
-    rows = cmp.metrics_table([
+    rows = table.metrics_table([
         entry("SimCLR", RunConfig(loss="info_nce"), linear_probe_acc=0.97, evaluated_epoch=20, seconds=12.5),
         entry("HCL β=1", RunConfig(loss="hcl"), linear_probe_acc=0.98, same_class_mass=0.4),
     ])
     assert [r["run"] for r in rows] == ["SimCLR", "HCL β=1", "raw pixels (digits)", "random-init encoder (digits)"]
-    assert list(rows[0])[:8] == ["run", *cmp.FINAL_METRICS.values()]
+    assert list(rows[0])[:8] == ["run", *table.FINAL_METRICS.values()]
     assert rows[0]["β"] is None and rows[1]["β"] == 1.0 and rows[1]["τ⁺"] == 0.1 and rows[0]["epoch"] == 20
     assert rows[0]["same-class mass"] is None and rows[1]["same-class mass"] == 0.4
     assert rows[2]["kNN"] == 0.90 and rows[2]["kind"] == "baseline" and rows[2]["loss"] is None
     assert rows[3]["linear probe"] == 0.95
-    text = cmp.table_csv(rows)
+    text = table.table_csv(rows)
     back = list(csv.DictReader(io.StringIO(text)))
     assert len(back) == 4 and back[2]["loss"] == "" and back[0]["train s"] == "12.5"
-    assert cmp.table_csv([]) == ""
+    assert table.table_csv([]) == ""
 
 
 def test_distinct_random_encoders_are_told_apart():
     a = entry("a", RunConfig(seed=0))
-    b = cmp.TableEntry("b", "id-b", RunConfig(seed=1), "finished", {},
+    b = table.TableEntry("b", "id-b", RunConfig(seed=1), "finished", {},
                        {"raw": RAW, "random_init": {**RANDOM, "knn_acc": 0.5}})
-    names = [r["run"] for r in cmp.metrics_table([a, b])]
+    names = [r["run"] for r in table.metrics_table([a, b])]
     assert names[2:] == ["raw pixels (digits)", "random-init encoder (digits, mlp, seed 0)",
                          "random-init encoder (digits, mlp, seed 1)"]
 
@@ -67,6 +72,9 @@ def test_distinct_random_encoders_are_told_apart():
 def test_add_baselines_draws_labelled_lines():
     fig = cmp.add_baselines(go.Figure(), {"raw pixels": 0.9, "missing": None})
     assert len(fig.layout.shapes) == 1 and fig.layout.annotations[0].text == "raw pixels 0.900"
+    two = cmp.add_baselines(go.Figure(), {"raw pixels": 0.90, "random encoder": 0.901})
+    positions = {a.yanchor + a.xanchor for a in two.layout.annotations}
+    assert len(positions) == 2  # close lines: one label below-right, the other above-left
 
 
 def test_embeddings_grid_one_panel_per_run_one_legend_per_class():
@@ -99,10 +107,10 @@ def test_default_comparison_takes_one_run_per_loss_of_one_data_set_and_seed():
 
     newest_first = [run("hard_supcon", beta=4), run("hard_supcon"), run("hcl", seed=1), run("supcon"),
                     run("hcl", state="stopped"), run("hcl"), run("info_nce"), run("info_nce", seed=1)]
-    picks = cmp.default_comparison(newest_first)
+    picks = table.default_comparison(newest_first)
     assert picks == [newest_first[6], newest_first[5], newest_first[0]]  # SimCLR, HCL, H-SCL of seed 0
     # Fewer losses than wanted: topped up with the newest other finished runs.
     only_hard = [run("hard_supcon", beta=4), run("hard_supcon"), run("hcl", seed=1)]
-    assert cmp.default_comparison(only_hard) == [only_hard[0], only_hard[1], only_hard[2]]
-    assert cmp.default_comparison([run("hcl", state="failed")]) == []
-    assert cmp.default_comparison(newest_first, n=2) == [newest_first[6], newest_first[5]]
+    assert table.default_comparison(only_hard) == [only_hard[0], only_hard[1], only_hard[2]]
+    assert table.default_comparison([run("hcl", state="failed")]) == []
+    assert table.default_comparison(newest_first, n=2) == [newest_first[6], newest_first[5]]

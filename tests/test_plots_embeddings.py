@@ -4,6 +4,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from hcl_core.analysis.neighbours import neighbours
 from hcl_core.plots import CLASS_COLORS, class_color, class_symbol
 from hcl_core.plots.embeddings import (
     SHADES,
@@ -13,7 +14,6 @@ from hcl_core.plots.embeddings import (
     downsample,
     embedding_figure,
     hover_texts,
-    neighbours,
     thumbnail,
 )
 

@@ -68,3 +68,21 @@ def test_a_clamp_that_never_binds_is_said_in_words():
     binding = clamp_figure([dict(e, clamp_share=0.25) for e in EVALS])
     assert not any("gradient" in (a.text or "") for a in binding.layout.annotations)
     assert list(binding.data[0].y) == [0.25, 0.25, 0.25]
+
+
+def test_a_loss_curve_of_one_step_is_drawn_as_a_point():
+    from hcl_core.plots.training import Series, loss_figure
+
+    fig = loss_figure([Series("HCL", [1], [5.2], "#D55E00")])
+    assert any(t.mode == "lines+markers" and list(t.y) == [5.2] for t in fig.data)
+
+
+def test_probe_axis_fits_the_values_and_names_raw_inputs_for_non_images():
+    from hcl_core.plots.training import probe_figure
+
+    evals = [{"epoch": 0, "knn_acc": 0.30}, {"epoch": 5, "knn_acc": 0.42}]
+    fig = probe_figure(evals, {"raw": {"knn_acc": 0.33}}, raw_name="raw inputs")
+    low, high = fig.layout.yaxis.range
+    assert 0.2 <= low <= 0.3 and 0.42 < high <= 0.6  # not stretched to 1.0
+    assert "raw inputs 0.330" in [a.text for a in fig.layout.annotations]
+    assert "raw inputs" in fig.layout.title.text

@@ -1,1 +1,1 @@
-"""Computations behind the figures: numbers from runs and embeddings, no plotting, no streamlit."""
+"""Computations behind the figures (no plotting, no streamlit): tables, neighbours, weight statistics."""

@@ -22,6 +22,20 @@ ACCENT = "#D55E00"  # hardness, wherever it is highlighted
 MUTED = "#888888"
 
 
+def loss_shade(loss: str, k: int, n: int) -> str:
+    """The ``k``-th of ``n`` shades of ``loss``'s colour (k = 0 is the colour itself).
+
+    Two runs of one loss shown together keep their loss's hue, so colour always says which loss:
+    later runs are mixed towards white, by at most 60 % so the lightest stays visible on white.
+    """
+    base = LOSS_COLORS.get(loss, MUTED).lstrip("#")
+    if n <= 1 or k == 0:
+        return "#" + base.upper()
+    mix = 0.6 * k / (n - 1)
+    rgb = (int(base[i : i + 2], 16) for i in (0, 2, 4))
+    return "#" + "".join(f"{round(c + (255 - c) * mix):02X}" for c in rgb)
+
+
 def class_color(k: int) -> str:
     return CLASS_COLORS[k % len(CLASS_COLORS)]
 

@@ -6,13 +6,9 @@ The curves themselves are :mod:`hcl_core.plots.training`'s ``loss_figure`` and `
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -20,43 +16,25 @@ from plotly.subplots import make_subplots
 
 from ..config import RunConfig
 from ..registry import LOSSES
-from . import LOSS_COLORS, MUTED, RIGHT_LEGEND, class_color, class_symbol, styled
+from . import MUTED, RIGHT_LEGEND, class_color, class_symbol, loss_shade, styled
 
 __all__ = [
-    "FINAL_METRICS",
-    "PROBE_METRICS",
-    "TableEntry",
     "add_baselines",
-    "default_comparison",
     "embeddings_grid_figure",
     "figures_html",
     "legend_labels",
-    "metrics_table",
     "run_colors",
-    "table_csv",
-]
-
-#: Okabe-Ito without its yellow (unreadable on white): used when two chosen runs share a loss.
-RUN_PALETTE = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#999999")
-PROBE_METRICS = ("linear_probe_acc", "few_shot_probe_acc", "knn_acc")
-#: The final metrics in the table, with their column headers.
-FINAL_METRICS = {
-    "linear_probe_acc": "linear probe",
-    "few_shot_probe_acc": "few-shot probe",
-    "knn_acc": "kNN",
-    "alignment": "alignment ↓",
-    "uniformity": "uniformity ↓",
-    "same_class_mass": "same-class mass",
-    "effective_negatives": "eff. negatives",
-}
-
+    ]
 
 def run_colors(losses: Sequence[str]) -> list[str]:
-    """One colour per run: its loss's colour (as on every page) while the losses are distinct,
-    otherwise a colour-blind-safe palette in order (two HCL runs must not look alike)."""
-    if len(set(losses)) == len(losses):
-        return [LOSS_COLORS.get(loss, MUTED) for loss in losses]
-    return [RUN_PALETTE[i % len(RUN_PALETTE)] for i in range(len(losses))]
+    """One colour per run: its loss's colour (as on every page); a second run of the same loss
+    gets a lighter shade of it, never another loss's colour."""
+    seen: dict[str, int] = {}
+    out = []
+    for loss in losses:
+        out.append(loss_shade(loss, seen.get(loss, 0), losses.count(loss)))
+        seen[loss] = seen.get(loss, 0) + 1
+    return out
 
 
 def _short_loss(loss: str) -> str:
@@ -86,8 +64,9 @@ def legend_labels(configs: Sequence[RunConfig]) -> list[str]:
     labels = []
     for c in configs:
         parts = [_short_loss(c.loss) + (f" β={c.beta:g}" if "beta" in c.loss_params else "")]
-        for name, fmt in _VARYING:
-            if len({getattr(o, name) for o in configs}) > 1 and (text := fmt(c)):
+        for _field, fmt in _VARYING:
+            # Compared among the runs that read the field: a loss without τ⁺ does not make τ⁺ "differ".
+            if (text := fmt(c)) and len({t for o in configs if (t := fmt(o))}) > 1:
                 parts.append(text)
         if c.name:
             parts.append(f"“{c.name}”")
@@ -100,112 +79,17 @@ def legend_labels(configs: Sequence[RunConfig]) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class TableEntry:
-    """One run of the table: its legend ``label``, ``run_id``, config, state, final ``metrics``
-    (keys of :data:`FINAL_METRICS`, missing ones left blank) and ``baseline`` (``{"raw": {...},
-    "random_init": {...}}`` of probe accuracies, as train.py records it)."""
-
-    label: str
-    run_id: str
-    config: RunConfig
-    state: str
-    metrics: Mapping[str, Any]
-    baseline: Mapping[str, Any] = field(default_factory=dict)
-
-
-#: The order in which a default comparison takes losses: the papers' headline trio first.
-DEFAULT_LOSS_ORDER = ("info_nce", "hcl", "hard_supcon", "supcon", "dcl", "h_ucl")
-
-
-def default_comparison(runs: Sequence[Any], n: int = 3) -> list[Any]:
-    """Up to ``n`` finished runs to compare when the user has chosen none (``runs`` newest first).
-
-    One run per loss, in :data:`DEFAULT_LOSS_ORDER` (SimCLR vs HCL vs H-SCL when they exist),
-    all of the newest finished run's data set and seed, so that the comparison is like for like;
-    topped up with the newest other finished runs when that gives fewer than ``n``.
-    """
-    finished = [r for r in runs if r.state == "finished"]
-    if not finished:
-        return []
-    ref = finished[0].config
-    alike = [r for r in finished if (r.config.dataset, r.config.seed) == (ref.dataset, ref.seed)]
-    picks = [next(r for r in alike if r.config.loss == loss) for loss in DEFAULT_LOSS_ORDER
-             if any(r.config.loss == loss for r in alike)][:n]
-    picks += [r for r in finished if r not in picks][: n - len(picks)]
-    return picks
-
-
-def _number(v: Any) -> float | None:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def metrics_table(entries: Sequence[TableEntry]) -> list[dict[str, Any]]:
-    """Rows for ``st.dataframe`` / CSV: one per run, then the baselines the runs were measured against.
-
-    Columns: ``run`` (the legend label), the :data:`FINAL_METRICS` headers, ``train s``, then the
-    settings (``kind`` run/baseline, loss, β, τ, τ⁺, seed, dataset, evaluated epoch, state, run id).
-
-    Baselines: "raw pixels" (a probe on the flattened inputs) once per data set, and "random-init
-    encoder" (the same probes at epoch 0, before any training) once per distinct set of values
-    (runs with the same seed and encoder share it). Baseline rows leave the run-only columns blank.
-    """
-    rows: list[dict[str, Any]] = []
-    baselines: dict[tuple, dict[str, Any]] = {}
-    for e in entries:
-        c = e.config
-        row: dict[str, Any] = {"run": e.label}
-        row.update({header: _number(e.metrics.get(key)) for key, header in FINAL_METRICS.items()})
-        row.update({
-            "kind": "run", "loss": c.loss, "β": c.beta if "beta" in c.loss_params else None, "τ": c.tau,
-            "τ⁺": c.tau_plus if "tau_plus" in c.loss_params else None, "seed": c.seed, "dataset": c.dataset,
-            "epoch": e.metrics.get("evaluated_epoch", e.metrics.get("epoch")), "state": e.state,
-            "train s": _number(e.metrics.get("seconds")),
-        })
-        row["run id"] = e.run_id
-        rows.append(row)
-        for kind, name in (("raw", f"raw pixels ({c.dataset})"), ("random_init", f"random-init encoder ({c.dataset})")):
-            values = {k: _number(v) for k, v in (e.baseline.get(kind) or {}).items() if k in PROBE_METRICS}
-            if not any(v is not None for v in values.values()):
-                continue
-            key = (kind, c.dataset, tuple(sorted((k, round(v, 6)) for k, v in values.items() if v is not None)))
-            if key not in baselines:
-                baselines[key] = {"run": name, "kind": "baseline", "dataset": c.dataset, "seed": c.seed,
-                                  "encoder": c.encoder, "values": values}
-    random_names = [b["run"] for b in baselines.values() if b["run"].startswith("random")]
-    for b in baselines.values():
-        name = b["run"]
-        if random_names.count(name) > 1:  # several random encoders of one data set: say which
-            name = f"random-init encoder ({b['dataset']}, {b['encoder']}, seed {b['seed']})"
-        row = {"run": name, **{FINAL_METRICS[k]: b["values"].get(k) for k in PROBE_METRICS},
-               "kind": "baseline", "dataset": b["dataset"]}
-        rows.append(row)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    return [{k: r.get(k) for k in columns} for r in rows]
-
-
-def table_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The table as CSV text (UTF-8; empty cells for missing values), header first."""
-    if not rows:
-        return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    return buf.getvalue()
-
-
 def add_baselines(fig: go.Figure, baselines: Mapping[str, float | None]) -> go.Figure:
-    """Dotted horizontal lines, e.g. ``{"raw pixels": 0.96}``, labelled at the right."""
-    for name, value in baselines.items():
-        if value is None:
-            continue
+    """Dotted horizontal lines, e.g. ``{"raw pixels": 0.96}``, labelled at the right.
+
+    Labels alternate below and above their lines (and between the right and left ends), so two
+    baselines close together never print their labels on top of each other.
+    """
+    positions = ("bottom right", "top left", "top right", "bottom left")
+    shown = [(name, value) for name, value in baselines.items() if value is not None]
+    for i, (name, value) in enumerate(sorted(shown, key=lambda nv: nv[1])):
         fig.add_hline(y=value, line=dict(color=MUTED, dash="dot", width=1.5),
-                      annotation_text=f"{name} {value:.3f}", annotation_position="bottom right",
+                      annotation_text=f"{name} {value:.3f}", annotation_position=positions[i % len(positions)],
                       annotation_font=dict(size=11, color=MUTED))
     return fig
 

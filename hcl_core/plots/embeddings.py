@@ -1,4 +1,4 @@
-"""The Embeddings page's pieces: the animated 2-D scatter, hover pictures, neighbours (no streamlit).
+"""The Embeddings page's figures: the animated 2-D scatter and hover pictures (no streamlit).
 
 Shapes: ``n`` samples of the evaluation subset; a layout is ``(n, 2)``; ``features`` are
 ``(n, D)``; ``labels`` are ``(n,)`` ints in ``0 .. K-1``; an image is ``(C, H, W)`` (or
@@ -12,7 +12,7 @@ monospace font); images above 12 pixels a side are averaged down to 12 x 12 firs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -93,44 +93,6 @@ def thumbnail(image: np.ndarray, size: int = 96) -> np.ndarray | None:
     k = max(1, size // max(a.shape[:2]))
     a = np.repeat(np.repeat(a, k, axis=0), k, axis=1)
     return (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------------
-# neighbours in feature space
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Neighbours:
-    """Of one sample: its ``k`` nearest samples (any class) and its ``k`` hardest negatives.
-
-    Indices are rows of the features; cosines are in ``[-1, 1]``, most similar first.
-    """
-
-    sample: int
-    nearest: np.ndarray
-    nearest_cos: np.ndarray
-    hardest: np.ndarray
-    hardest_cos: np.ndarray
-    same_class: np.ndarray = field(repr=False)  # (k,) bool: nearest[j] shares the sample's class
-
-
-def neighbours(features: np.ndarray, labels: np.ndarray, i: int, k: int = 8) -> Neighbours:
-    """Cosine neighbours of row ``i`` of ``features`` ``(n, D)``, itself excluded.
-
-    ``hardest`` are the most similar rows whose label differs from ``labels[i]``: the negatives
-    a hardness-weighted loss pushes away hardest. Rows with zero norm have cosine 0 to everything.
-    """
-    f = np.asarray(features, dtype=np.float64)
-    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    cos = f @ f[i]
-    cos[i] = -np.inf
-    order = np.argsort(-cos, kind="stable")
-    order = order[order != i]
-    labels = np.asarray(labels)
-    nearest = order[:k]
-    hardest = order[labels[order] != labels[i]][:k]
-    return Neighbours(i, nearest, cos[nearest], hardest, cos[hardest], labels[nearest] == labels[i])
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,18 +10,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..registry import METRICS
 from . import ACCENT, MUTED, styled
 
-METRIC_LABELS = {
-    "few_shot_probe_acc": "few-shot probe (10 labels/class)",
-    "knn_acc": "kNN (k=200)",
-    "linear_probe_acc": "linear probe (all labels)",
-    "alignment": "alignment (lower = positives closer)",
-    "uniformity": "uniformity (lower = more spread)",
-    "same_class_mass": "same-class weight mass",
-    "effective_negatives": "effective number of negatives",
-    "clamp_share": "anchors where the clamp binds",
-}
+#: Chart titles of the metrics (the registry's labels).
+METRIC_LABELS = {key: m.label for key, m in METRICS.items()}
 _PROBE_COLORS = {"few_shot_probe_acc": "#0072B2", "knn_acc": "#009E73", "linear_probe_acc": "#CC79A7"}
 MAX_POINTS = 1500  # a curve is thinned to at most this many points before it is sent to the browser
 
@@ -64,19 +57,21 @@ def loss_figure(series: Sequence[Series], *, smooth: float = 0.8, height: int = 
         if len(s.y) == 0:
             continue
         x, y = thin(s.x, s.y)
+        few = len(x) < 3  # a line of one or two points is invisible: draw its points
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=s.color, width=1), opacity=0.25,
                                  name=f"{s.label} (raw)", showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=x, y=ema(y, smooth) if len(y) > 2 else y, mode="lines",
-                                 line=dict(color=s.color, width=2.5), name=s.label,
+        fig.add_trace(go.Scatter(x=x, y=y if few else ema(y, smooth), mode="lines+markers" if few else "lines",
+                                 line=dict(color=s.color, width=2.5), marker=dict(size=8), name=s.label,
                                  hovertemplate="step %{x}<br>loss %{y:.4f}<extra>" + s.label + "</extra>"))
     return styled(fig, title="Training loss", x="step", y="loss", height=height, legend=len(series) > 1)
 
 
 def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | None = None,
-                 *, height: int = 300) -> go.Figure:
+                 *, raw_name: str = "raw pixels", height: int = 300) -> go.Figure:
     """Probe accuracies per evaluated epoch, against two baselines per probe.
 
-    Dotted, labelled: the same probe on raw pixels. Dashed: the randomly initialised encoder
+    Dotted, labelled: the same probe on the raw inputs (``raw_name``: "raw pixels" for images,
+    "raw inputs" for vectors and signals). Dashed: the randomly initialised encoder
     (epoch 0, also each curve's first point); what lies above it is what training added.
     """
     fig = go.Figure()
@@ -99,19 +94,24 @@ def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | Non
     places = ("top right", "bottom right", "top left", "bottom left")
     for (raw, color), place in zip(sorted(raw_lines, reverse=True), places, strict=False):
         fig.add_hline(y=raw, line=dict(color=color, dash="dot", width=1.5), opacity=0.8,
-                      annotation_text=f"raw pixels {raw:.3f}", annotation_position=place,
+                      annotation_text=f"{raw_name} {raw:.3f}", annotation_position=place,
                       annotation_font=dict(size=11, color=color))
     fig.update_yaxes(range=_accuracy_range(evals, baseline))
-    return styled(fig, title="Probe accuracy (dashed = random encoder, dotted = raw pixels)",
+    return styled(fig, title=f"Probe accuracy (dashed = random encoder, dotted = {raw_name})",
                   x="epoch", y="test accuracy", height=height)
 
 
 def _accuracy_range(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | None) -> list[float]:
+    """A y-range around the accuracies and baselines with a margin, at least 0.2 tall, within [0, 1]."""
     values = [e[k] for e in evals for k in _PROBE_COLORS if e.get(k) is not None]
     values += [v for kind in ("raw", "random_init") for k, v in ((baseline or {}).get(kind) or {}).items()
                if k in _PROBE_COLORS]
-    low = min(values, default=0.0)
-    return [max(0.0, low - 0.05), 1.0]
+    low, high = min(values, default=0.0), max(values, default=1.0)
+    low, high = max(0.0, low - 0.05), min(1.0, high + 0.05)
+    if high - low < 0.2:
+        mid = (low + high) / 2
+        low, high = max(0.0, min(mid - 0.1, 0.8)), min(1.0, max(mid + 0.1, 0.2))
+    return [low, high]
 
 
 def metric_figure(series: Sequence[Series], metric: str, *, height: int = 300) -> go.Figure:

@@ -1,0 +1,202 @@
+"""Optional experiment tracking: a run's events as TensorBoard scalars, beside a user's other experiments.
+
+:class:`TensorBoardLogger` is a training callback (``train(config, callback=logger)``) that
+turns the events of :mod:`hcl_core.train` into TensorBoard scalars, one TensorBoard run per
+training run, in the sub-folder ``<log_dir>/<run id>``:
+
+==========================  ====================  =================================================
+tag                         x axis                from
+==========================  ====================  =================================================
+``loss/step``               optimisation step     every ``step`` event
+``loss/epoch``              epoch                 ``epoch`` (mean loss of the epoch)
+``speed/steps_per_s``       epoch                 ``epoch``
+``eval/<metric>``           epoch (0 = at init)   ``eval``: probes, alignment, uniformity,
+                                                  same-class mass, effective negatives, clamp share
+``baseline/<kind>/<probe>`` 0                     ``baseline``: raw pixels and the random encoder
+==========================  ====================  =================================================
+
+At the ``end`` event the run's hyper-parameters are written for TensorBoard's HParams tab (its
+metrics are the last ``eval/...`` values), and the file is closed. Stored runs replay the
+same events from ``metrics.jsonl`` (:func:`log_run`), so a sweep whose runs train in other
+processes is logged as each run comes back. Needs the ``tensorboard`` package::
+
+    tensorboard --logdir DIR          # then open http://localhost:6006
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .registry import HYPER_PARAMS, METRICS
+
+__all__ = ["TensorBoardLogger", "log_run", "tee"]
+
+Callback = Callable[[dict[str, Any]], None]
+
+#: Event keys that are not measurements.
+_NOT_SCALARS = {"type", "epoch", "step", "elapsed"}
+#: Config fields shown in the HParams tab besides the loss's own hyper-parameters.
+_HPARAM_FIELDS = ("loss", "dataset", "encoder", "batch_size", "epochs", "lr", "aug_strength", "seed")
+
+
+def _safe_name(name: str) -> str:
+    """A sub-folder name: path separators and odd characters become ``_`` (``/`` keeps nesting)."""
+    parts = [re.sub(r"[^A-Za-z0-9_.=-]+", "_", p).strip(".") for p in name.split("/")]
+    return "/".join(p for p in parts if p) or "run"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+class TensorBoardLogger:
+    """A ``train`` callback writing TensorBoard event files under ``log_dir/<name>``.
+
+    Args:
+        log_dir: the folder ``tensorboard --logdir`` is pointed at (created if needed).
+        name: the run's sub-folder (may contain ``/`` to group runs, e.g. ``my-sweep/<run id>``);
+            by default the run folder's name from the ``start`` event, else a time stamp.
+        config: the run's :class:`~hcl_core.config.RunConfig`, for the HParams tab; by default
+            read from the run folder named in the ``start`` event.
+        flush_secs: how often TensorBoard sees new points while the run trains.
+
+    Events before ``start`` are ignored; after ``end`` the writer is closed (a new ``start``
+    opens a new sub-folder, so one logger can follow several runs in turn).
+    """
+
+    def __init__(self, log_dir: str | os.PathLike, *, name: str | None = None, config: RunConfig | None = None,
+                 flush_secs: int = 10):
+        self.log_dir = Path(log_dir)
+        self.name = name
+        self.config = config
+        self.flush_secs = flush_secs
+        self.writer: Any = None
+        self.run_path: Path | None = None
+        self._run_config: RunConfig | None = None
+        self._last_eval: dict[str, float] = {}
+
+    # -- the callback ------------------------------------------------------------------------
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "start":
+            self._open(event)
+            return
+        if self.writer is None:
+            return
+        if kind == "step":
+            self._scalar("loss/step", event.get("loss"), event.get("step"))
+        elif kind == "epoch":
+            self._scalar("loss/epoch", event.get("loss"), event.get("epoch"))
+            self._scalar("speed/steps_per_s", event.get("steps_per_s"), event.get("epoch"))
+        elif kind == "eval":
+            for key, value in event.items():
+                if key not in _NOT_SCALARS and self._scalar(f"eval/{key}", value, event.get("epoch")):
+                    self._last_eval[f"eval/{key}"] = float(value)
+        elif kind == "baseline":
+            for which, values in event.items():
+                if isinstance(values, dict):
+                    for key, value in values.items():
+                        self._scalar(f"baseline/{which}/{key}", value, 0)
+        elif kind == "end":
+            self._hparams(event.get("state"))
+            self.close()
+
+    def close(self) -> None:
+        """Flush and close the current event file (safe to call twice)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def __enter__(self) -> TensorBoardLogger:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _open(self, event: dict[str, Any]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.close()
+        run_dir = event.get("run_dir")
+        self.run_path = Path(run_dir) if run_dir else None
+        name = self.name or (self.run_path.name if self.run_path else time.strftime("%Y%m%d-%H%M%S"))
+        config = self.config
+        if config is None and self.run_path is not None:
+            try:
+                config = RunConfig.from_json((self.run_path / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                config = None
+        self._run_config = config
+        self._last_eval = {}
+        self.writer = SummaryWriter(log_dir=str(self.log_dir / _safe_name(name)), flush_secs=self.flush_secs)
+        if config is not None:
+            self.writer.add_text("config", "```\n" + config.to_json() + "\n```", 0)
+
+    def _scalar(self, tag: str, value: Any, step: Any) -> bool:
+        v = _number(value)
+        s = _number(step)
+        if v is None or s is None:
+            return False
+        self.writer.add_scalar(tag, v, int(s))
+        return True
+
+    def _hparams(self, state: Any) -> None:
+        """The run's hyper-parameters and final metrics, in this run's own event file (HParams tab)."""
+        config = self._run_config
+        if config is None or not self._last_eval:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        # Every run gets every hyper-parameter (a config sets those its loss does not read to 0), so
+        # runs of different losses line up in one table.
+        params: dict[str, Any] = {k: getattr(config, k) for k in (*_HPARAM_FIELDS, *HYPER_PARAMS, "detach_weights")}
+        params["state"] = str(state)
+        # The metric tags are the eval scalars themselves: the tab shows each one's last value.
+        metrics = {tag: value for tag, value in self._last_eval.items() if tag.removeprefix("eval/") in METRICS}
+        for summary in hparams(params, metrics):
+            self.writer.file_writer.add_summary(summary)
+
+
+def tee(*callbacks: Callback | None) -> Callback:
+    """One callback that hands each event to every given one in turn (None entries are skipped)."""
+    chosen = [c for c in callbacks if c is not None]
+
+    def call(event: dict[str, Any]) -> None:
+        for c in chosen:
+            c(event)
+
+    return call
+
+
+def log_run(run: Any, log_dir: str | os.PathLike, *, name: str | None = None) -> Path:
+    """Write a stored run (a folder or ``store.Run``) to TensorBoard from its ``metrics.jsonl``.
+
+    The run's events are replayed through a :class:`TensorBoardLogger`: the same tags as live
+    logging. A run still training is logged up to its last written event. Returns the
+    sub-folder written.
+    """
+    from .store import Run, load_run
+
+    r = run if isinstance(run, Run) else load_run(run)
+    logger = TensorBoardLogger(log_dir, name=name or r.run_id, config=r.config)
+    started = False
+    for event in r.events():
+        if event.get("type") == "start":
+            event = {**event, "run_dir": str(r.path)}  # the folder may have moved since (an import)
+            started = True
+        elif not started:  # a run file that lost its first line: open the writer anyway
+            logger({"type": "start", "run_dir": str(r.path)})
+            started = True
+        logger(event)
+    logger.close()
+    return logger.log_dir / _safe_name(logger.name)
