@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -114,6 +115,16 @@ def _softplus(x: Tensor) -> Tensor:
     return x.clamp_min(0.0) + torch.log1p(torch.exp(-x.abs()))
 
 
+#: ``F.softplus`` returns x itself above its threshold. At 40 that drops ``log1p(e^{-x}) < 4e-18``,
+#: under half an ulp of x in float64, so the result is exact; the default 20 drops up to 2e-9.
+_SOFTPLUS_EXACT = 40.0
+
+
+def _softplus_matrix(x: Tensor) -> Tensor:
+    """:func:`_softplus` of a whole block, through torch's vectorised kernel (twice as fast, same digits)."""
+    return F.softplus(x, threshold=_SOFTPLUS_EXACT)
+
+
 def _similarity(z: Tensor, lay: Layout, a: int, b: int) -> Tensor:
     return torch.mm(z[a:b], z.T).div_(lay.tau)
 
@@ -122,23 +133,38 @@ def _rows(a: int, b: int, device: torch.device) -> Tensor:
     return torch.arange(b - a, device=device)
 
 
+def _same_class(lay: Layout, a: int, b: int) -> Tensor:
+    """``(b - a, 2N)`` bool: view j shares anchor i's label (i itself included)."""
+    return lay.labels[a:b, None] == lay.labels[None, :]
+
+
 def _not_positive(lay: Layout, a: int, b: int, device: torch.device) -> Tensor:
-    """``(b - a, 2N)`` bool: j is not in P(i) (another label, or i itself). One mask, no negation."""
-    out = lay.labels[a:b, None] != lay.labels[None, :]
+    """``(b - a, 2N)`` bool: j is not in P(i) (another label, or i itself)."""
+    out = _same_class(lay, a, b).logical_not_()
     rows = _rows(a, b, device)
     out[rows, rows + a] = True
     return out
 
 
-def _negatives_only_(s: Tensor, lay: Layout, rec: Recipe, a: int, b: int) -> Tensor:
-    """``s`` with every entry that is not a negative of its anchor set to -inf, in place."""
+def _negatives_only_(s: Tensor, lay: Layout, rec: Recipe, a: int, b: int, same: Tensor | None = None) -> Tensor:
+    """``s`` with every entry that is not a negative of its anchor set to -inf, in place (``same``:
+    the block's :func:`_same_class` mask, if already built)."""
     rows = _rows(a, b, s.device)
     if rec.by_class and lay.labels is not None:
-        s.masked_fill_(lay.labels[a:b, None] == lay.labels[None, :], _NEG_INF)
+        s.masked_fill_(_same_class(lay, a, b) if same is None else same, _NEG_INF)
         return s
     s[rows, rows + a] = _NEG_INF
     s[rows, lay.partner[a:b]] = _NEG_INF
     return s
+
+
+def _positives_only_(t: Tensor, same: Tensor, a: int, b: int) -> Tensor:
+    """``t`` with every entry off P(i) set to -inf, in place; ``same`` is flipped and flipped back."""
+    t.masked_fill_(same.logical_not_(), _NEG_INF)
+    same.logical_not_()
+    rows = _rows(a, b, t.device)
+    t[rows, rows + a] = _NEG_INF
+    return t
 
 
 def _tilted_sums(w: Tensor, beta: float, n_neg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -201,19 +227,19 @@ def forward_rows(z: Tensor, lay: Layout, rec: Recipe, a: int, b: int) -> dict[st
         return {"m": m, "total": total, "lse": m + torch.log(total)}
     n_neg = _n_neg(lay, rec, z.dtype)[a:b]
     s_p = s[rows, lay.partner[a:b]]
-    m, sum_a, sum_b = _tilted_sums(_negatives_only_(s, lay, rec, a, b), rec.beta, n_neg)
+    by_pairs = rec.all_positives and lay.labels is not None
+    same = _same_class(lay, a, b) if by_pairs else None
+    m, sum_a, sum_b = _tilted_sums(_negatives_only_(s, lay, rec, a, b, same), rec.beta, n_neg)
     del s
     log_r = math.log(lay.size - 2) + m + torch.log(sum_a) - torch.log(sum_b)  # log M + log T_i
     x, d_log_r, d_sp, binds = _debias(rec, lay, log_r, s_p)
     out = {"m": m, "sum_a": sum_a, "sum_b": sum_b, "x": x, "s_p": s_p, "d_log_r": d_log_r, "d_sp": d_sp,
            "binds": binds}
-    if rec.all_positives and lay.labels is not None:
-        # Σ_{p ∈ P(i)} softplus(X_i - s_ip): S once more (a product is cheaper than a third matrix)
-        t = _similarity(z, lay, a, b).neg_().add_(x[:, None])
-        tail = torch.abs(t).neg_().exp_().log1p_()
-        t.clamp_min_(0.0).add_(tail)
-        del tail
-        out["loss"] = t.masked_fill_(_not_positive(lay, a, b, z.device), 0.0).sum(dim=1)
+    if by_pairs:
+        # Σ_{p ∈ P(i)} softplus(X_i - s_ip), softplus(-inf) = 0 off P(i): S once more (a product is
+        # cheaper than keeping a third matrix)
+        t = _positives_only_(_similarity(z, lay, a, b).neg_().add_(x[:, None]), same, a, b)
+        out["loss"] = _softplus_matrix(t).sum(dim=1)
     else:
         out["loss"] = _softplus(x - s_p)
     return out
@@ -241,16 +267,19 @@ def gradient_parts(z: Tensor, lay: Layout, rec: Recipe, st: dict[str, Tensor], a
             per_pos = row_weight / (lay.class_size[a:b] - 1).to(z.dtype)
             yield (~_not_positive(lay, a, b, z.device)).to(z.dtype).mul_(-per_pos[:, None])
         return
-    if rec.all_positives and lay.labels is not None:  # -σ(X_i - s_ip) on the positives
-        pos_term = _similarity(z, lay, a, b).neg_().add_(st["x"][:, None]).sigmoid_()
-        pos_term.masked_fill_(_not_positive(lay, a, b, z.device), 0.0).mul_(row_weight[:, None])
+    by_pairs = rec.all_positives and lay.labels is not None
+    same = None
+    if by_pairs:  # -σ(X_i - s_ip) on the positives (σ(-inf) = 0 elsewhere)
+        same = _same_class(lay, a, b)
+        pos_term = _positives_only_(_similarity(z, lay, a, b).neg_().add_(st["x"][:, None]), same, a, b)
+        pos_term.sigmoid_().mul_(row_weight[:, None])
         g_x = pos_term.sum(dim=1)  # ∂L/∂X_i
         yield pos_term.neg_()
         del pos_term
     else:
         g_x = torch.sigmoid(st["x"] - st["s_p"]) * row_weight
     g_neg = g_x * st["d_log_r"]  # ∂L/∂log R_i
-    w = _negatives_only_(_similarity(z, lay, a, b), lay, rec, a, b).sub_(st["m"][:, None])
+    w = _negatives_only_(_similarity(z, lay, a, b), lay, rec, a, b, same).sub_(st["m"][:, None])
     tilted = None
     if rec.beta != 0 and not rec.detach:
         tilted = torch.mul(w, rec.beta).exp_().mul_((g_neg * rec.beta / st["sum_b"])[:, None])
@@ -264,7 +293,7 @@ def gradient_parts(z: Tensor, lay: Layout, rec: Recipe, st: dict[str, Tensor], a
     if tilted is not None:
         g.sub_(tilted)
         del tilted
-    if not (rec.all_positives and lay.labels is not None):
+    if not by_pairs:
         g[rows, lay.partner[a:b]] += g_x * (st["d_sp"] - 1.0)
     yield g
 
