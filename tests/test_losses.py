@@ -1364,3 +1364,29 @@ def test_supervised_losses_pull_their_same_class_candidates():
     assert (hscl.gradient[hscl.same_class] < 0).all()  # they are positives
     assert pulled_fraction(hscl, same_class=True) == 1.0
     assert math.isnan(pulled_fraction(_nw("hcl", z1, z2, tau=0.3, beta=1.0), same_class=True))  # none marked
+
+
+@pytest.mark.parametrize("name, lab, kw", CHUNK_CASES)
+def test_the_chunked_path_never_forms_a_block_taller_than_chunk_rows(name, lab, kw, monkeypatch):
+    """Every similarity block, forward and backward, has at most chunk_rows rows: memory is bounded by
+    chunk_rows x 2N whatever N (and without chunk_rows, by AUTO_BLOCK_ENTRIES)."""
+    import hcl_core.loss_rows as rows_mod
+
+    shapes = []
+    real = rows_mod._similarity
+
+    def spy(z, lay, a, b):
+        out = real(z, lay, a, b)
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(rows_mod, "_similarity", spy)
+    labels = torch.arange(20) % 4 if lab else None
+    z1, z2 = _pair(n=20, d=5, seed=53, requires_grad=True)
+    torch.autograd.grad(_call_chunked(name, z1, z2, labels, 6, **kw), (z1, z2))
+    assert shapes and all(r <= 6 and c == 40 for r, c in shapes)
+    assert sum(r for r, _ in shapes) >= 2 * 40  # every row once forward and once backward, at least
+    shapes.clear()
+    monkeypatch.setattr(rows_mod, "AUTO_BLOCK_ENTRIES", 40 * 9)  # automatic: 9 rows of 2N = 40
+    torch.autograd.grad(_call_chunked(name, z1, z2, labels, None, **kw), (z1, z2))
+    assert max(r for r, _ in shapes) == 9
