@@ -158,16 +158,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     _writable_folder(args.out)
     from .progress import TrainProgress
     from .threads import set_process_threads
+    from .tracking import train_logger
     from .train import train
 
     progress = None if args.quiet else TrainProgress()
+    tensorboard = train_logger(args.tensorboard, config)
     seen: dict[str, Any] = {}
 
     def callback(event: dict[str, Any]) -> None:
         if event["type"] == "start":
             seen["run_dir"] = event["run_dir"]
-        if progress is not None:
-            progress(event)
+        for listener in (progress, tensorboard):
+            if listener is not None:
+                listener(event)
 
     set_process_threads(config.threads)
     try:
@@ -223,14 +226,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(json.dumps({"run_id": run.run_id, "path": str(run.path), "state": run.state,
                       "message": run.status.get("message", ""), "config": run.config.to_dict(),
                       "summary": run.summary, "snapshots": run.snapshot_epochs()}, indent=2))
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from .bundle import export_run
-    from .store import find_run
-
-    print(export_run(find_run(args.run, args.out).path, args.to))
     return 0
 
 
@@ -314,6 +309,9 @@ def _add_sweep_parser(sub: Any) -> None:
     p.add_argument("--retries", type=_whole(0), default=2,
                    help="times Ray re-runs a run whose worker or node died [default 2]")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    from . import tracking
+
+    tracking.add_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
 
@@ -373,6 +371,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 "seeds": list(seeds), "base_config": grid_base(configs), "argv": sys.argv[1:]}
     manifest["command"] = sweep_command(manifest)
     from .progress import SweepProgress
+    from .tracking import sweep_logger
 
     progress = None if args.quiet else SweepProgress(len(configs))
     how = f"{workers} worker(s) x {plan.threads} thread(s)" if args.backend == "local" else plan.describe()
@@ -381,7 +380,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         result = run_sweep(configs, folder, backend=args.backend, workers=workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, retries=args.retries,
-                           manifest=manifest, on_result=progress,
+                           manifest=manifest, on_result=sweep_logger(args.tensorboard, folder.name, then=progress),
                            on_ready=None if progress is None else lambda: progress.start(folder, args.backend, how))
     finally:
         if progress is not None:
@@ -403,6 +402,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import tracking
+    from .export import command as export_command
+
     parser = _Parser(prog="python -m hcl_core", description="Hardness Explorer: train and compare "
                      "contrastive losses with hard negatives, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -411,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     _add_out(p)
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    tracking.add_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("list", help="list the runs in a folder")
@@ -423,11 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p)
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("export", help="write one run's files to a zip bundle")
-    p.add_argument("run", help="run id (or a unique prefix) or the run folder")
-    p.add_argument("--to", required=True, metavar="FILE.zip", help="the bundle to write (not overwritten)")
-    _add_out(p)
-    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("export", help="write one run's files: a zip bundle, the encoder (safetensors) or its "
+                       "embeddings (TensorBoard projector TSV, npz)")
+    export_command.add_arguments(p)
+    p.set_defaults(func=export_command.run)
 
     p = sub.add_parser("import", help="add a run from a zip bundle (checked; never overwrites a run)")
     p.add_argument("bundle", metavar="FILE.zip", help="a bundle written by export")

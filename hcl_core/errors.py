@@ -116,14 +116,19 @@ def _is(e: BaseException, module: str, name: str) -> bool:
     return isinstance(cls, type) and isinstance(e, cls)
 
 
+#: Errors whose messages already name the file or field and the fix: shown as they are.
+_STATED = (("hcl_core.sweep", "SweepError"), ("hcl_core.store", "RunFileError"),
+           ("hcl_core.data", "DataNotFoundError"), ("hcl_core.data", "DataFormatError"),
+           ("hcl_core.export._common", "ExportError"), ("hcl_core.tracking", "TrackingError"))
+
+
 def user_message(e: BaseException, where: Where = Where()) -> str | None:
     """The one-line message for an exception a user can cause, or None for anything else (a bug)."""
     from .config import ConfigError
 
     if isinstance(e, ConfigError):
         return one_line(e)
-    if (_is(e, "hcl_core.sweep", "SweepError") or _is(e, "hcl_core.store", "RunFileError")
-            or _is(e, "hcl_core.data", "DataNotFoundError") or _is(e, "hcl_core.data", "DataFormatError")):
+    if any(_is(e, module, name) for module, name in _STATED):
         return one_line(e)  # their messages already name the file and the fix
     if _is(e, "PIL.Image", "DecompressionBombError"):
         folder = f" in {where.data_root}" if where.data_root else ""

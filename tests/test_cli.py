@@ -44,7 +44,7 @@ def test_list_prints_the_runs_without_importing_torch(tmp_path):
     proc = hcl("list", "--out", str(tmp_path), python=("-X", "importtime"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["run", "state", "epochs", "few-shot", "kNN"]  # headers: METRICS[...].short
+    assert lines[0].split() == ["run", "state", "epochs", "few-shot", "probe", "kNN"]  # headers: METRICS[...].short
     assert lines[1].split() == ["a-finished-run", "finished", "3", "0.812", "0.750"]
     imported = {m.group(1).strip() for m in re.finditer(r"^import time:.*\|\s*(\S+)\s*$", proc.stderr, re.M)}
     assert "hcl_core.store" in imported and "torch" not in imported and "pandas" not in imported
@@ -61,7 +61,7 @@ def test_train_draws_a_tqdm_bar_of_steps_on_stderr(tmp_path):
     final = [frame for frame in re.split(r"[\r\n]", err) if frame.startswith("train: 100%")]
     assert final, err
     assert re.search(r"\| 6/6 \[\d\d:\d\d<00:00, .*step/s, epoch 2/2 loss \d+\.\d{4}\]$", final[-1]), final[-1]
-    assert re.search(r"eval epoch 2: linear probe 0\.\d{3}  few-shot 0\.\d{3}  kNN 0\.\d{3}", err)
+    assert re.search(r"eval epoch 2: linear probe 0\.\d{3}  few-shot probe 0\.\d{3}  kNN 0\.\d{3}", err)
     assert "Traceback" not in err
 
 

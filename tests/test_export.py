@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import zipfile
@@ -16,7 +15,7 @@ from safetensors.torch import load_file, save_file
 import hcl_core
 from hcl_core.config import RunConfig
 from hcl_core.encoders import ContrastiveModel, build_encoder
-from hcl_core.export import ExportError, command
+from hcl_core.export import ExportError
 from hcl_core.export.arrays import METADATA_COLUMNS
 from hcl_core.export.encoder import FORMAT
 from hcl_core.registry import DATASETS
@@ -257,9 +256,10 @@ def test_the_npz_holds_one_snapshot_readable_without_pickle(runs, tmp_path):
 
 
 def _export(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    return command.run(parser.parse_args(list(argv)))
+    """``python -m hcl_core export ARGV`` in this process, through the command line's own error handling."""
+    from hcl_core.cli import main
+
+    return main(["export", *argv])
 
 
 def test_the_export_command_writes_each_format_and_the_bundle_stays_the_default(runs, tmp_path, capsys):
