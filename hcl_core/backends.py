@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -163,8 +164,6 @@ def run_task(config: dict[str, Any], root: str, *, ship_back: bool = False, mark
         ``{"config", "state", "message", "run_dir", "summary", "seconds", "host", "node",
         "device", "shipped"}`` (+ ``"bundle"``); ``node`` is the Ray node id inside Ray.
     """
-    from .train import train
-
     if marker is not None:
         ship_back = ship_back or os.environ.get(SHIP_BACK_ENV) == "1" or not _sees_folder(root, marker)
     t0 = time.perf_counter()
@@ -181,21 +180,38 @@ def run_task(config: dict[str, Any], root: str, *, ship_back: bool = False, mark
             cfg = cfg.replace(device="cpu")
         set_process_threads(cfg.threads)  # a task owns its worker process
         if ship_back:
-            from .bundle import export_run
-
             with tempfile.TemporaryDirectory(prefix="hcl-sweep-") as tmp:
-                result = train(cfg, root=tmp, callback=note_device)
-                zip_path = export_run(result.run_dir, Path(tmp) / "run.zip")
-                out["bundle"] = zip_path.read_bytes()
-                out["run_dir"] = result.run_dir.name
+                try:
+                    _train_into(cfg, tmp, out, note_device)
+                finally:  # a run that failed is shipped too: its files say how far it got
+                    _pack(Path(tmp), out)
         else:
-            result = train(cfg, root=root, callback=note_device)
-            out["run_dir"] = str(result.run_dir)
-        out.update(state=result.state, message=result.message, summary=result.summary)
+            _train_into(cfg, root, out, note_device)
     except Exception as e:  # one bad run must not end the sweep: record it and go on
         out.update(state="failed", message=f"{type(e).__name__}: {e}")
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _train_into(config: RunConfig, root: str, out: dict[str, Any], callback: Callable[[dict], None]) -> None:
+    from .train import train
+
+    result = train(config, root=root, callback=callback)
+    out.update(state=result.state, message=result.message, summary=result.summary, run_dir=str(result.run_dir))
+
+
+def _pack(tmp: Path, out: dict[str, Any]) -> None:
+    """Put the run trained under ``tmp`` (if it got as far as a folder) into ``out`` as a bundle."""
+    from .bundle import export_run
+
+    runs = [p for p in tmp.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    if not runs:
+        return
+    out["run_dir"] = runs[0].name
+    try:
+        out["bundle"] = export_run(runs[0], tmp / "run.zip").read_bytes()
+    except (OSError, ValueError) as e:
+        out.update(state="failed", message=f"trained, but could not be packed to come back: {e}")
 
 
 def _sees_folder(root: str, marker: str) -> bool:
@@ -222,20 +238,18 @@ def land(result: dict[str, Any], root: Path) -> dict[str, Any]:
     from .bundle import import_bundle
 
     name = Path(str(result.get("run_dir") or "run")).name
-    tmp = zip_path = root / ".landing"  # replaced by a fresh folder below; named in messages as the bundle
+    tmp: Path | None = None
     try:
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=".landing-"))
         zip_path = tmp / f"{name}.zip"
         zip_path.write_bytes(data)
         result["run_dir"] = str(import_bundle(zip_path, root))
-    except (OSError, ValueError) as e:
-        message = str(e).replace(str(zip_path), f"{name}.zip")
+    except (OSError, ValueError) as e:  # named as the run's bundle, not by the temporary path
+        message = str(e).replace(str(tmp / f"{name}.zip") if tmp else "\0", f"{name}.zip")
         result.update(state="failed", message=f"the run came back but could not be stored: {message}")
     finally:
-        with contextlib.suppress(OSError):
-            for p in tmp.iterdir():
-                p.unlink()
-            tmp.rmdir()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 

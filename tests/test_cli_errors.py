@@ -227,29 +227,29 @@ def test_export_to_a_folder_nobody_may_write_is_one_line(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hcl_core", *args], stdout=subprocess.PIPE,
+def interrupt(args: list[str], ready, timeout: float = 120.0) -> tuple[int, str, str]:
+    """Start ``python -m hcl_core args``, send SIGINT (Ctrl-C) once ``ready()``; ``(code, stdout, stderr)``."""
+    proc = subprocess.Popen([sys.executable, "-m", "hcl_core", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env(), cwd=PROJECT)
-
-
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def test_ctrl_c_stops_train_with_one_line_and_exit_130(tmp_path):
-    proc = _start(["train", "--epochs", "1000", "--snapshot-every", "1", "--quiet", "--out", str(tmp_path), *TINY])
     try:
-        _wait_for(lambda: len(list(tmp_path.glob("*/snapshots/epoch_*.npz"))) >= 2, proc)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+            proc.wait()
+    return proc.returncode, out, err
+
+
+def test_ctrl_c_stops_train_with_one_line_and_exit_130(tmp_path):
+    code, _, err = interrupt(["train", "--epochs", "1000", "--snapshot-every", "1", "--quiet", "--out", str(tmp_path),
+                              *TINY], lambda: len(list(tmp_path.glob("*/snapshots/epoch_*.npz"))) >= 2)
+    assert code == 130, err
     run = list_runs(tmp_path)[0][0]
     assert err.splitlines()[-1].startswith("stopped:") and str(run.path) in err.splitlines()[-1]
     assert len([line for line in err.splitlines() if line.strip()]) == 1 and "Traceback" not in err
@@ -258,16 +258,10 @@ def test_ctrl_c_stops_train_with_one_line_and_exit_130(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_a_sweep_and_keeps_what_came_back(tmp_path):
-    proc = _start(["sweep", "--losses", "info_nce,hcl", "--betas", "1", "--seeds", "0,1", "--epochs", "1000",
-                   "--workers", "1", "--quiet", "--out", str(tmp_path), "--sweep-name", "s", *TINY])
-    try:
-        _wait_for(lambda: len(list(tmp_path.glob("s/*/snapshots/epoch_*.npz"))) >= 2, proc)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    code, out, err = interrupt(["sweep", "--losses", "info_nce,hcl", "--betas", "1", "--seeds", "0,1", "--epochs",
+                                "1000", "--workers", "1", "--quiet", "--out", str(tmp_path), "--sweep-name", "s",
+                                *TINY], lambda: len(list(tmp_path.glob("s/*/snapshots/epoch_*.npz"))) >= 2)
+    assert code == 130, err
     assert err.splitlines()[-1].startswith("stopped: Ctrl-C; 0 of 4 runs came back") and "Traceback" not in err
     manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert manifest["state"] == "interrupted" and (tmp_path / "s" / "summary.csv").is_file()
