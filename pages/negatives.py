@@ -156,7 +156,9 @@ moves weight onto exactly the false negatives, and its same-class share grows wi
 debiasing subtracts an average positive term but does not change the shares). H-SCL uses the
 labels: its negatives are only *other* classes, so its same-class share is **0 by construction**,
 at every β, and same-class views are positives (pulled closer) instead. SupCon keeps same-class
-views in its denominator, but its numerator pulls them closer.
+views in its denominator, but its numerator pulls them closer. (SupContrast's published training
+multiplies the SupCon loss by τ/0.07, its base_temperature: the same directions, gradients τ/0.07
+times larger; here the loss is unscaled.)
 """
 
 

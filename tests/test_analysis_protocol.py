@@ -32,14 +32,17 @@ def test_view_fidelity_at_strength_0_is_the_clean_accuracy_and_falls_with_streng
 
 
 def test_the_proposed_strength_is_the_largest_that_keeps_the_threshold():
-    def result(acc):
-        return views.ViewFidelity("digits", "cnn", 0.99, np.array([0.0, 0.25, 0.5, 1.0]), np.array(acc),
+    def result(acc, clean=1.0):
+        return views.ViewFidelity("digits", "cnn", clean, np.array([0.0, 0.25, 0.5, 1.0]), np.array(acc),
                                   np.zeros(4), 5, 360, 0.95, 1.0)
 
-    assert result([0.99, 0.97, 0.95, 0.80]).proposed == 0.5
-    assert result([0.99, 0.94, 0.96, 0.80]).proposed == 0.5  # the largest, not the first run of passes
+    assert result([1.0, 0.97, 0.95, 0.80]).proposed == 0.5
+    assert result([1.0, 0.94, 0.96, 0.80]).proposed == 0.5  # the largest, not the first run of passes
     assert result([0.90, 0.80, 0.70, 0.60]).proposed == 0.0
-    assert result([0.99, 0.97, 0.95, 0.80]).to_dict()["proposed"] == 0.5
+    # relative to the judge's clean accuracy: 0.76 of 0.8 is 95 %
+    overlapping = result([0.8, 0.78, 0.76, 0.70], clean=0.8)
+    assert overlapping.retained.tolist() == pytest.approx([1.0, 0.975, 0.95, 0.875])
+    assert overlapping.proposed == 0.5 and overlapping.to_dict()["proposed"] == 0.5
 
 
 @pytest.mark.parametrize("kwargs, message", [({"strengths": (0.5, 3.0)}, "strengths"), ({"draws": 0}, "draws"),

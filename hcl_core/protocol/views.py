@@ -5,7 +5,11 @@ another class (a 6 turned into a 9, a digit pushed out of its 8x8 frame) is a po
 two classes. :func:`view_fidelity` measures it per augmentation strength: a classifier is trained
 on the *clean* training images (no augmentation), then scores ``draws`` random views of every
 test image at each strength. The proposed strength of a data set is the largest one on the
-grid whose views it still classifies correctly at least ``threshold`` (95 %) of the time.
+grid at which the classifier keeps at least ``threshold`` (95 %) of its clean accuracy: views
+keep their class 95 % of the time, as far as a judge that is right on ``clean_accuracy`` of the
+clean images can tell. (Where the judge is near perfect, as on digits at 99.4 %, this is the
+plain accuracy within a point; where the classes overlap, as on the synthetic mixture at 81 %,
+the plain accuracy can never reach 95 %.)
 
 The classifier is the project's own backbone with a linear layer: the small CNN for images
 (convolutions tolerate small shifts, as a reader would), the MLP for vectors. It is a judge, not
@@ -54,7 +58,7 @@ class ViewFidelity:
         std: ``(S,)`` standard deviation over the draws.
         draws: views per test image and strength.
         test_size: test images.
-        threshold: the fraction the proposal must reach.
+        threshold: the fraction of the clean accuracy the proposal must keep.
         seconds: wall time of the measurement.
     """
 
@@ -70,15 +74,20 @@ class ViewFidelity:
     seconds: float
 
     @property
+    def retained(self) -> np.ndarray:
+        """``(S,)`` the accuracy on views as a fraction of the clean accuracy."""
+        return self.accuracy / max(self.clean_accuracy, 1e-12)
+
+    @property
     def proposed(self) -> float:
-        """The largest strength whose views keep their class at least ``threshold`` of the time (0 if none)."""
-        ok = self.strengths[self.accuracy >= self.threshold]
+        """The largest strength whose views keep at least ``threshold`` of the clean accuracy (0 if none)."""
+        ok = self.strengths[self.retained >= self.threshold]
         return float(ok.max()) if len(ok) else 0.0
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out.update(strengths=self.strengths.tolist(), accuracy=self.accuracy.tolist(), std=self.std.tolist(),
-                   proposed=self.proposed)
+                   retained=self.retained.tolist(), proposed=self.proposed)
         return out
 
 
@@ -121,7 +130,7 @@ def view_fidelity(dataset: str, *, strengths: Sequence[float] = DEFAULT_STRENGTH
         draws: random views of each test image per strength (their accuracies give the std).
         seed: seeds the classifier, its batches and the views.
         steps, batch: the classifier's training (Adam, lr 1e-3, no augmentation).
-        threshold: the fraction of views that must keep their class for a strength to be proposed.
+        threshold: the fraction of the clean accuracy the views must keep for a strength to be proposed.
         synthetic_overlap, max_train: as in ``RunConfig``.
 
     Raises ``ValueError`` for bad arguments and the data set's own errors when its files are missing.
@@ -165,7 +174,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the classifier and the views [default 0]")
     parser.add_argument("--steps", type=int, default=1500, help="training steps of the clean classifier [default 1500]")
     parser.add_argument("--threshold", type=float, default=THRESHOLD,
-                        help="fraction of views that must keep their class [default 0.95]")
+                        help="fraction of the clean accuracy the views must keep [default 0.95]")
     parser.add_argument("--synthetic-overlap", type=float, default=0.3, help="class overlap of synthetic [0.3]")
     parser.add_argument("--max-train", type=int, default=None, help="use at most this many training samples")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -185,10 +194,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result.dataset}: a {result.classifier} classifier trained on clean images gets "
               f"{result.clean_accuracy:.1%} of the clean test images ({result.test_size}) right; on augmented views "
               f"({result.draws} draws):", file=sys.stderr)
-        for s, a, sd in zip(result.strengths, result.accuracy, result.std, strict=True):
+        for s, a, sd, kept in zip(result.strengths, result.accuracy, result.std, result.retained, strict=True):
             mark = "  <- proposed" if s == result.proposed else ""
-            print(f"  strength {s:4.2f}: {a:6.1%} ± {sd:.1%}{mark}", file=sys.stderr)
-        print(f"proposed strength (views keep their class >= {result.threshold:.0%}): {result.proposed:g}",
+            print(f"  strength {s:4.2f}: {a:6.1%} ± {sd:.1%}  ({kept:.1%} of clean){mark}", file=sys.stderr)
+        print(f"proposed strength (views keep >= {result.threshold:.0%} of the clean accuracy): {result.proposed:g}",
               file=sys.stderr)
     print(json.dumps(result.to_dict()))
     return 0
