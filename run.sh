@@ -59,7 +59,7 @@ case "$cmd" in
   setup)
     setup_python; setup_chromium ;;
   app)
-    setup_python
+    setup_python; setup_chromium  # Chromium also draws the PNG/SVG downloads of the charts (kaleido)
     demo_runs
     log "opening the app at http://localhost:8501"
     exec "$VENV/bin/python" -m streamlit run app.py "$@" ;;

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # ``python bench/run.py``: make ``bench`` and ``h
 
 from bench.timing import load_average, r3  # noqa: E402
 
-#: The targets of issue 4 (what BENCHMARKS.md compares against).
+#: The targets BENCHMARKS.md compares against.
 TARGETS = {
     "loss_ratio_vs_naive_max": ("<=", 1.0),
     "train_throughput_ratio_app_vs_bare": (">=", 0.8),

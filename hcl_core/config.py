@@ -153,10 +153,13 @@ class RunConfig:
     synthetic_overlap: float = 0.3
     threads: int = 0
     name: str = ""
+    # The values normalised away (see below), kept out of equality and files: replace(loss=...)
+    # puts them back, so switching a config from SimCLR to HCL keeps the user's β and τ⁺.
+    _unread: tuple[tuple[str, Any], ...] = dataclasses.field(default=(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        for name in FIELDS:
+            object.__setattr__(self, name, _coerce(name, getattr(self, name)))
         data = dataset_spec(self.dataset)
         if data.needs_root and not self.data_root:
             bundled = ", ".join(n for n, d in DATASETS.items() if not d.needs_root)
@@ -171,11 +174,11 @@ class RunConfig:
         # What the loss does not read is normalised, so that two configs that train identically
         # are equal (run names, sweep groups, "is this the run on screen" all compare configs).
         spec = loss_spec(self.loss)
-        for name in ("beta", "tau_plus"):
-            if not spec.reads(name):
-                object.__setattr__(self, name, 0.0)
-        if not spec.detachable:
-            object.__setattr__(self, "detach_weights", False)
+        neutral = {"beta": 0.0, "tau_plus": 0.0, "detach_weights": False}
+        unread = tuple((name, getattr(self, name)) for name in neutral if not spec.reads(name))
+        object.__setattr__(self, "_unread", unread)
+        for name, _ in unread:
+            object.__setattr__(self, name, neutral[name])
 
     # -- the hyper-parameters the chosen loss actually reads -------------------------------
     @property
@@ -195,7 +198,7 @@ class RunConfig:
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in FIELDS}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -212,8 +215,16 @@ class RunConfig:
     def from_json(cls, text: str) -> RunConfig:
         return cls.from_dict(json.loads(text))
 
+    def given(self, name: str) -> Any:
+        """The value given for field ``name``, also where the loss does not read it (normalised away)."""
+        return dict(self._unread).get(name, getattr(self, name))
+
     def replace(self, **changes: Any) -> RunConfig:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; a parameter this config's loss did not read comes back with its
+        value from before normalisation (``RunConfig(loss="info_nce", tau_plus=0.2).replace(loss="hcl")``
+        has τ⁺ = 0.2)."""
+        restored = {name: value for name, value in self._unread if name not in changes}
+        return dataclasses.replace(self, **restored, **changes)
 
     def to_query(self) -> dict[str, str]:
         """URL query parameters holding the fields that differ from the defaults."""

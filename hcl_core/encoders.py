@@ -36,6 +36,19 @@ class ContrastiveModel(nn.Module):
         return out
 
 
+def embed_views(model: nn.Module, x1: Tensor, x2: Tensor, *, separate: bool = True) -> tuple[Tensor, Tensor]:
+    """The projections ``(z1, z2)`` of two views of the same batch.
+
+    ``separate``: one forward pass per view, as the published HCL and H-SCL code, so batch norm
+    normalises each view with its own batch statistics; otherwise one pass over both (the 2N
+    views share the statistics, as in SupContrast's code). In eval mode the two are identical.
+    """
+    if separate:
+        return model(x1), model(x2)
+    z = model(torch.cat([x1, x2]))
+    return z[: len(x1)], z[len(x1) :]
+
+
 def _mlp_backbone(in_features: int, hidden: int) -> nn.Module:
     return nn.Sequential(
         nn.Flatten(),

@@ -347,19 +347,22 @@ def uniformity(z: Any, t: float = 2) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def evaluate_features(train_feats: Any, train_y: Any, test_feats: Any, test_y: Any, *, seed: int = 0) -> dict:
+def evaluate_features(train_feats: Any, train_y: Any, test_feats: Any, test_y: Any, *, seed: int = 0,
+                      knn_temperature: float = 0.5) -> dict:
     """The three accuracies of frozen features, as used by the training loop and the CLI.
 
     Returns ``{"linear_probe_acc", "few_shot_probe_acc", "knn_acc"}`` (floats in ``[0, 1]``):
     :func:`linear_probe_accuracy` with defaults, :func:`few_shot_probe_accuracy` with 10 shots
     per class and 5 draws seeded by ``seed`` (``shots`` drops to the size of the smallest training
     class when one has fewer than 10 samples, so a small split never fails the evaluation), and
-    :func:`knn_accuracy` with ``k = 200``, ``temperature = 0.5``.
+    :func:`knn_accuracy` with ``k = 200`` and votes ``exp(cos / knn_temperature)``. The published
+    HCL and H-SCL evaluations vote with the run's own temperature τ (docs/PROTOCOL.md); 0.5 is
+    their default τ.
     """
     xtr, ytr, xte, yte = _split(train_feats, train_y, test_feats, test_y)
     smallest = int(np.unique(ytr, return_counts=True)[1].min())
     return {
         "linear_probe_acc": linear_probe_accuracy(xtr, ytr, xte, yte),
         "few_shot_probe_acc": few_shot_probe_accuracy(xtr, ytr, xte, yte, shots=min(10, smallest), seed=seed),
-        "knn_acc": knn_accuracy(xtr, ytr, xte, yte),
+        "knn_acc": knn_accuracy(xtr, ytr, xte, yte, temperature=knn_temperature),
     }

@@ -206,6 +206,7 @@ class Job:
                  on_end: Callable[[], None] | None = None):
         self.id = job_id
         self.token = secrets.token_urlsafe(8)
+        self.config = config
         self._on_end = on_end
         self._proc = proc
         self._lock = threading.Lock()

@@ -19,11 +19,15 @@ which equals ``log n_i + LSE((1+beta) s) - LSE(beta s)``: n_i times the mean of 
 the tilted weights. beta = 0 gives the plain sum, beta -> inf gives ``log n_i + max_k s_ik``.
 Note that beta multiplies ``s = cos / tau``, as in every published code base.
 
-All arithmetic is in float32 (or float64 if the inputs are float64) and in log space, so no
-loss overflows for tau >= 0.05 and beta <= 20. Sums of ``e^{s}`` are shifted by the constant
-``1/tau`` (``s <= 1/tau`` for normalised views) and the tilted sums by each row's detached
-maximum; see :func:`_masked_lse` and :func:`_log_tilted_mass`. ``bench/`` times every loss
-against the plain published formulas: these forms are also the faster ones.
+Per anchor, InfoNCE, DCL, HCL, H-UCL and H-SCL are ``softplus(log N_g - s_ip)`` with the
+anchor's negative term ``N_g``, computed as ``max(x, 0) + log1p(e^{-|x|})``: exact for tiny
+losses in float32, where ``log(e^{s_p} + N_g) - s_p`` would cancel to 0.
+
+The arithmetic lives in :mod:`hcl_core.loss_rows`: in float32 (float64 for float64 inputs), in
+log space shifted by each row's largest negative similarity, so no loss overflows for
+tau >= 0.05 and beta <= 20; with a closed-form backward that needs at most three ``(rows, 2N)``
+matrices at once, over blocks of rows (``chunk_rows``; automatic above N = 2048), so large
+batches fit in bounded memory with the same values and gradients.
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import registry
+from .loss_rows import Layout, Recipe, blocks, contrastive_loss, forward_rows, gradient_rows
 
 __all__ = [
     "LOSSES",
+    "POSITIVES",
     "NegativeWeights",
     "clamp_share",
     "compute_loss",
@@ -51,13 +57,18 @@ __all__ = [
     "hcl",
     "info_nce",
     "negative_weights",
+    "pulled_fraction",
     "same_class_mass",
     "supcon",
 ]
 
+#: H-SCL's choices of positives: every same-class view (the training code) or the partner only
+#: (the authors' check of their bound, main/main_loss.py of Jiang et al.'s repository).
+POSITIVES = ("all", "partner")
+
 
 # --------------------------------------------------------------------------------------------
-# validation and shared geometry
+# validation and the batch's layout
 # --------------------------------------------------------------------------------------------
 
 
@@ -86,67 +97,19 @@ def _check_tau_plus(tau_plus: float) -> None:
         raise ValueError(f"tau_plus (the class prior) must lie in [0, 1), got {tau_plus!r}")
 
 
-@dataclass
-class _Views:
-    """The 2N views, their similarity matrix and the index sets every loss needs.
-
-    The label masks (2N x 2N) are built on first use only: SupCon needs none of them.
-    """
-
-    tau: float
-    z: Tensor  # (2N, d) normalised views
-    sim: Tensor  # (2N, 2N) s_ij = cos / tau, float32 or float64
-    pos_sim: Tensor  # (2N,) s_{i, p(i)}
-    partner: Tensor  # (2N,) index p(i)
-    not_self: Tensor  # (2N, 2N) bool, A(i)
-    is_partner: Tensor  # (2N, 2N) bool, j == p(i)
-    candidates: Tensor  # (2N, 2N) bool, every j not in {i, p(i)}: Neg(i) without labels
-    labels: Tensor | None  # (2N,) or None
-
-    @functools.cached_property
-    def same_class(self) -> Tensor:
-        return self.labels[:, None] == self.labels[None, :]
-
-    @property
-    def positives(self) -> Tensor:
-        """P(i), ``(2N, 2N)`` bool."""
-        return self.is_partner if self.labels is None else self.same_class & self.not_self
-
-    @property
-    def negatives(self) -> Tensor:
-        """Neg(i), ``(2N, 2N)`` bool."""
-        return self.candidates if self.labels is None else ~self.same_class
-
-    @functools.cached_property
-    def class_index(self) -> tuple[Tensor, Tensor]:
-        """Each view's label as an index 0..C-1 ``(2N,)``, and the views per class ``(C,)``."""
-        _, inverse, counts = torch.unique(self.labels, return_inverse=True, return_counts=True)
-        return inverse, counts
-
-    @property
-    def class_size(self) -> Tensor:
-        """``(2N,)``: how many of the 2N views share view i's label (itself included)."""
-        if self.labels is None:
-            return torch.full_like(self.partner, 2)
-        inverse, counts = self.class_index
-        return counts[inverse]
-
-
 @functools.lru_cache(maxsize=8)
-def _index_masks(n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``p(i)`` ``(2N,)`` and the masks ``A(i)``, ``j == p(i)`` and unlabelled ``Neg(i)`` ``(2N, 2N)``.
+def _partner(n: int, device: torch.device) -> Tensor:
+    """``(2N,)`` p(i) = i +- N; it depends only on N, so a training loop builds it once."""
+    idx = torch.arange(2 * n, device=device)
+    return (idx + n) % (2 * n)
 
-    They depend only on N, so a training loop builds them once instead of at every step.
+
+def _prepare(z1: Tensor, z2: Tensor, labels: Tensor | None, tau: float) -> tuple[Tensor, Layout]:
+    """The normalised views ``(2N, d)`` (float32, or float64 for float64 inputs) and their :class:`Layout`.
+
+    Raises ``ValueError`` for a bad tau or shape, and for a batch in which no anchor has a
+    negative (every sample of one class: Neg(i) is then empty for every anchor at once).
     """
-    two_n = 2 * n
-    idx = torch.arange(two_n, device=device)
-    partner = (idx + n) % two_n
-    not_self = idx[:, None] != idx[None, :]
-    is_partner = partner[:, None] == idx[None, :]
-    return partner, not_self, is_partner, not_self & ~is_partner
-
-
-def _views(z1: Tensor, z2: Tensor, labels: Tensor | None, tau: float) -> _Views:
     _check_tau(tau)
     if z1.dim() != 2 or z1.shape != z2.shape:
         raise ValueError(
@@ -158,92 +121,44 @@ def _views(z1: Tensor, z2: Tensor, labels: Tensor | None, tau: float) -> _Views:
     # fp32 accumulation: half-precision inputs are upcast, float64 stays float64 (for tests).
     dtype = torch.float64 if z1.dtype == torch.float64 else torch.float32
     z = F.normalize(torch.cat([z1, z2]).to(dtype), dim=1)
-    sim = z @ z.T / tau
-    partner, not_self, is_partner, candidates = _index_masks(n, z.device)
-    lab = None
-    if labels is not None:
-        labels = torch.as_tensor(labels, device=z.device)
-        if labels.shape != (n,):
-            raise ValueError(f"labels must have shape (N,) = ({n},), got {tuple(labels.shape)}")
-        lab = torch.cat([labels, labels])
-    pos_sim = sim.gather(1, partner[:, None]).squeeze(1)
-    return _Views(float(tau), z, sim, pos_sim, partner, not_self, is_partner, candidates, lab)
-
-
-#: exp(-x) stays a normal float32 for x below this (float32's smallest normal is e^-87.3).
-_EXP_RANGE = 80.0
-
-
-def _masked_lse(v: _Views, mask: Tensor) -> Tensor:
-    """Row-wise ``log sum_{j in mask} e^{s_ij}``; every row of ``mask`` must hold some j.
-
-    The views are normalised, so ``s_ij <= 1/tau``: shifting every row by the constant ``1/tau``
-    (instead of its own maximum) keeps ``e^{s - 1/tau}`` in ``[e^{-2/tau}, 1]``, which neither
-    overflows nor underflows to 0 while ``2/tau < 80`` (tau > 0.025), and saves computing and
-    subtracting row maxima. For smaller tau the row max is used (``torch.logsumexp``, whose
-    gradient is the softmax: the max never enters it).
-    """
-    shift = 1.0 / v.tau
-    if 2.0 * shift < _EXP_RANGE:
-        return shift + torch.log(torch.exp(v.sim - shift).masked_fill(~mask, 0.0).sum(dim=1))
-    return torch.logsumexp(v.sim.masked_fill(~mask, -math.inf), dim=1)
-
-
-def _valid_anchors(v: _Views) -> Tensor:
-    """``(2N,)`` bool: the anchors with a non-empty Neg(i) (some view of another class)."""
-    valid = v.class_size < len(v.partner)
-    if not bool(valid.any()):
+    partner = _partner(n, z.device)
+    if labels is None:
+        return z, Layout(float(tau), partner, None, torch.full_like(partner, 2))
+    labels = torch.as_tensor(labels, device=z.device)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape (N,) = ({n},), got {tuple(labels.shape)}")
+    lab = torch.cat([labels, labels])
+    _, inverse, counts = torch.unique(lab, return_inverse=True, return_counts=True)
+    if len(counts) < 2:
         raise ValueError(
             "no anchor has a negative: every sample in this batch has the same label. "
             "Use a larger batch or a data set with several classes."
         )
-    return valid
+    return z, Layout(float(tau), partner, inverse, counts[inverse])
 
 
-def _safe_negatives(v: _Views, valid: Tensor) -> Tensor:
-    """Neg(i), with a harmless stand-in (all of A(i)) on the rows of anchors that are skipped.
-
-    An empty row would form -inf or NaN, and even in a discarded row that poisons the backward pass.
-    """
-    if bool(valid.all()):
-        return v.negatives
-    return torch.where(valid[:, None], v.negatives, v.not_self)
-
-
-def _log_tilted_mass(v: _Views, neg_mask: Tensor, log_n: Tensor | float, beta: float,
-                     detach_weights: bool) -> Tensor:
-    """log R_i(beta) = log n_i + LSE_k((1+beta) s_ik) - LSE_k(beta s_ik) over ``neg_mask``.
-
-    That is ``log n_i + LSE_k(log w_ik + s_ik)`` with ``w_ik = softmax_k(beta s_ik)``. With the
-    row max ``m_i`` over the negatives (detached: it cancels from the value, so not
-    differentiating it is exact), ``t = e^{s - m}`` and ``u = e^{beta (s - m)}`` lie in (0, 1] and
-    equal 1 at the hardest negative, so both sums below are >= 1 whatever tau and beta:
-
-        log R_i = log n_i + m_i + log sum_k u_ik t_ik - log sum_k u_ik
-
-    ``log_n`` is ``log n_i``, the log of the number of negatives of each row (the callers know
-    it from the batch's class sizes: summing the boolean mask would convert it to int64 first).
-
-    ``detach_weights`` stops the gradient through the importance weights (``u``), so that they
-    act as constants (a re-weighting of the plain InfoNCE gradient); by default, as in the
-    published HCL code, the gradient also flows through w.
-    """
-    if beta == 0:  # w is uniform: R_i is the plain sum
-        return _masked_lse(v, neg_mask)
-    x = v.sim.masked_fill(~neg_mask, -math.inf)
-    row_max = x.amax(dim=1, keepdim=True).detach()
-    shifted = x - row_max
-    if detach_weights:
-        u = torch.exp(beta * shifted.detach())
-        tilted = (u * torch.exp(shifted)).sum(dim=1)
-    else:
-        u = torch.exp(beta * shifted)
-        tilted = torch.exp((1.0 + beta) * shifted).sum(dim=1)  # sum u t, in one exp and no product
-    return log_n + row_max.squeeze(1) + torch.log(tilted) - torch.log(u.sum(dim=1))
+def _recipe(name: str, *, labelled: bool, beta: float = 0.0, tau_plus: float = 0.0, detach_weights: bool = False,
+            positives: str = "all") -> Recipe:
+    """The engine's description of loss ``name``, from its registry record (what it reads and does)."""
+    spec = registry.loss_spec(name)
+    if spec.supervised and not spec.tilts:
+        return Recipe("supcon")
+    return Recipe(
+        "softplus",
+        beta=float(beta) if spec.tilts else 0.0,
+        tau_plus=float(tau_plus) if spec.reads("tau_plus") else 0.0,
+        clamp=spec.clamp,
+        detach=bool(detach_weights) and spec.detachable,
+        by_class=spec.supervised and labelled,
+        all_positives=spec.supervised and labelled and positives == "all",
+    )
 
 
-def _mean_over(values: Tensor, valid: Tensor) -> Tensor:
-    return values[valid].mean()
+def _run(name: str, z1: Tensor, z2: Tensor, labels: Tensor | None, *, tau: float, chunk_rows: int | None,
+         **params) -> Tensor:
+    z, lay = _prepare(z1, z2, labels, tau)
+    rec = _recipe(name, labelled=lay.labels is not None, **params)
+    return contrastive_loss(z, lay, rec, chunk_rows=chunk_rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,53 +166,27 @@ def _mean_over(values: Tensor, valid: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def info_nce(z1: Tensor, z2: Tensor, *, tau: float) -> Tensor:
+def info_nce(z1: Tensor, z2: Tensor, *, tau: float, chunk_rows: int | None = None) -> Tensor:
     r"""UCL / SimCLR NT-Xent loss.
 
-    .. math:: \ell_i = \log\sum_{j \ne i} e^{s_{ij}} - s_{i,p(i)}, \quad \text{mean over } 2N
+    .. math:: \ell_i = \log\sum_{j \ne i} e^{s_{ij}} - s_{i,p(i)}
+              = \mathrm{softplus}\big(\mathrm{LSE}_{k \notin \{i, p(i)\}} s_{ik} - s_{i,p(i)}\big),
+              \quad \text{mean over } 2N
 
     Args:
         z1, z2: ``(N, d)`` two views of N samples (normalised inside).
         tau: temperature > 0.
+        chunk_rows: rows of the similarity matrix per block (None: automatic; see the module).
 
     Returns:
         Scalar float32 tensor (float64 for float64 inputs).
     """
-    v = _views(z1, z2, None, tau)
-    return (_masked_lse(v, v.not_self) - v.pos_sim).mean()
-
-
-def _hcl_terms(
-    z1: Tensor, z2: Tensor, *, tau: float, beta: float, tau_plus: float, detach_weights: bool, clamp: bool
-) -> tuple[Tensor, Tensor]:
-    """Per-anchor HCL losses ``(2N,)`` and whether the lower clamp on Ng binds ``(2N,)``."""
-    _check_beta(beta)
-    _check_tau_plus(tau_plus)
-    v = _views(z1, z2, None, tau)
-    log_r = _log_tilted_mass(v, v.negatives, math.log(len(v.partner) - 2), beta, detach_weights)
-    m = float(v.sim.shape[0] - 2)
-    # log of the debiasing term tau_plus * M * e^{s_ip}; -inf when tau_plus == 0.
-    log_pos_mass = math.log(tau_plus * m) + v.pos_sim if tau_plus > 0 else torch.full_like(log_r, -math.inf)
-    # log(R - a) = log R + log(1 - e^{log a - log R}), defined only where a < R. The ratio is
-    # replaced by a safe stand-in elsewhere so the discarded branch never forms a NaN gradient.
-    log_ratio = log_pos_mass - log_r
-    positive = log_ratio < 0
-    safe_ratio = torch.where(positive, log_ratio, torch.full_like(log_ratio, -1.0))
-    log_debiased = log_r + torch.log(-torch.expm1(safe_ratio)) - math.log1p(-tau_plus)
-    log_debiased = torch.where(positive, log_debiased, torch.full_like(log_debiased, -math.inf))
-    if clamp:
-        log_floor = torch.full_like(log_r, math.log(m) - 1.0 / tau)
-        binds = log_debiased < log_floor
-        log_ng = torch.maximum(log_debiased, log_floor)
-    else:
-        binds = torch.zeros_like(positive)
-        log_ng = log_debiased
-    loss = torch.logaddexp(v.pos_sim, log_ng) - v.pos_sim
-    return loss, binds
+    return _run("info_nce", z1, z2, None, tau=tau, chunk_rows=chunk_rows)
 
 
 def hcl(
-    z1: Tensor, z2: Tensor, *, tau: float, beta: float, tau_plus: float, detach_weights: bool = False
+    z1: Tensor, z2: Tensor, *, tau: float, beta: float, tau_plus: float, detach_weights: bool = False,
+    chunk_rows: int | None = None,
 ) -> Tensor:
     r"""Hard negative contrastive loss (Robinson et al., ICLR 2021).
 
@@ -306,9 +195,10 @@ def hcl(
 
     .. math::
         N_g = \max\Big(\frac{R_i - \tau^+ M e^{s_{ip}}}{1-\tau^+},\; M e^{-1/\tau}\Big),\quad
-        \ell_i = -s_{ip} + \log(e^{s_{ip}} + N_g),\quad M = 2N-2
+        \ell_i = \mathrm{softplus}(\log N_g - s_{ip}),\quad M = 2N-2
 
-    ``beta = 0, tau_plus = 0`` is exactly :func:`info_nce`; ``beta = 0`` is :func:`dcl`.
+    ``beta = 0, tau_plus = 0`` is exactly :func:`info_nce`; ``beta = 0`` is :func:`dcl`. Where the
+    clamp binds, N_g is a constant and the anchor's negatives get no gradient.
 
     Args:
         z1, z2: ``(N, d)`` two views.
@@ -316,59 +206,61 @@ def hcl(
         beta: hardness >= 0 (multiplies ``s = cos / tau``).
         tau_plus: class prior in [0, 1): the chance that a random negative shares the class.
         detach_weights: treat the importance weights as constants in the backward pass.
+        chunk_rows: rows of the similarity matrix per block (None: automatic).
 
     Returns:
         Scalar tensor, mean over the 2N anchors.
     """
-    loss, _ = _hcl_terms(
-        z1, z2, tau=tau, beta=beta, tau_plus=tau_plus, detach_weights=detach_weights, clamp=True
-    )
-    return loss.mean()
+    _check_beta(beta)
+    _check_tau_plus(tau_plus)
+    return _run("hcl", z1, z2, None, tau=tau, chunk_rows=chunk_rows, beta=beta, tau_plus=tau_plus,
+                detach_weights=detach_weights)
 
 
-def dcl(z1: Tensor, z2: Tensor, *, tau: float, tau_plus: float) -> Tensor:
+def dcl(z1: Tensor, z2: Tensor, *, tau: float, tau_plus: float, chunk_rows: int | None = None) -> Tensor:
     """Debiased contrastive loss (Chuang et al., NeurIPS 2020): :func:`hcl` with ``beta = 0``.
 
     Not the "decoupled" contrastive loss that some libraries also call DCL.
     """
-    return hcl(z1, z2, tau=tau, beta=0.0, tau_plus=tau_plus)
+    return hcl(z1, z2, tau=tau, beta=0.0, tau_plus=tau_plus, chunk_rows=chunk_rows)
 
 
-def h_ucl(z1: Tensor, z2: Tensor, *, tau: float, beta: float) -> Tensor:
+def h_ucl(z1: Tensor, z2: Tensor, *, tau: float, beta: float, chunk_rows: int | None = None) -> Tensor:
     r"""Hard unsupervised contrastive loss (H-UCL, Jiang et al. 2024).
 
-    :func:`hcl` with ``tau_plus = 0`` and no clamp: ``l_i = log(1 + R_i(beta) e^{-s_ip})``.
+    :func:`hcl` with ``tau_plus = 0`` and no clamp: ``l_i = softplus(log R_i(beta) - s_ip)``.
     """
-    loss, _ = _hcl_terms(z1, z2, tau=tau, beta=beta, tau_plus=0.0, detach_weights=False, clamp=False)
-    return loss.mean()
+    _check_beta(beta)
+    return _run("h_ucl", z1, z2, None, tau=tau, chunk_rows=chunk_rows, beta=beta)
 
 
-def supcon(z1: Tensor, z2: Tensor, labels: Tensor | None = None, *, tau: float) -> Tensor:
+def supcon(z1: Tensor, z2: Tensor, labels: Tensor | None = None, *, tau: float,
+           chunk_rows: int | None = None) -> Tensor:
     r"""Supervised contrastive loss, L_out of Khosla et al. (NeurIPS 2020).
 
     .. math:: \ell_i = \log\sum_{j \ne i} e^{s_{ij}} - \frac{1}{|P(i)|}\sum_{p \in P(i)} s_{ip}
 
-    Averaged over anchors with at least one other-class view. Without labels it equals
-    :func:`info_nce`.
+    Averaged over the anchors. Without labels it equals :func:`info_nce`. The published training
+    code (SupContrast) multiplies this loss by ``tau / base_temperature`` with base_temperature
+    0.07: the same minimiser, gradients scaled by ``tau / 0.07`` (7.1 at tau = 0.5).
 
     Args:
         z1, z2: ``(N, d)`` two views.
         labels: ``(N,)`` integer class labels, or None.
         tau: temperature > 0.
+        chunk_rows: rows of the similarity matrix per block (None: automatic).
     """
-    v = _views(z1, z2, labels, tau)
-    valid = _valid_anchors(v)
-    if v.labels is None:
-        mean_pos = v.pos_sim
+    z, lay = _prepare(z1, z2, labels, tau)
+    if lay.labels is None:
+        mean_pos = (z * z[lay.partner]).sum(dim=1) / lay.tau
     else:
         # sum_{p in P(i)} s_ip = z_i . (sum of the views of i's class) / tau - s_ii: O(N d) work
         # with per-class sums, instead of masking the 2N x 2N matrix.
-        inverse, counts = v.class_index
-        class_sums = v.z.new_zeros(len(counts), v.z.shape[1]).index_add(0, inverse, v.z)
-        # index_select, not class_sums[inverse]: its backward is an index_add, not a slow index_put
-        sum_pos = ((v.z * class_sums.index_select(0, inverse)).sum(dim=1) - (v.z * v.z).sum(dim=1)) / v.tau
-        mean_pos = sum_pos / (v.class_size - 1).to(v.z.dtype)
-    return _mean_over(_masked_lse(v, v.not_self) - mean_pos, valid)
+        class_sums = z.new_zeros(int(lay.labels.max()) + 1, z.shape[1]).index_add(0, lay.labels, z)
+        # index_select, not class_sums[labels]: its backward is an index_add, not a slow index_put
+        sum_pos = ((z * class_sums.index_select(0, lay.labels)).sum(dim=1) - (z * z).sum(dim=1)) / lay.tau
+        mean_pos = sum_pos / (lay.class_size - 1).to(z.dtype)
+    return contrastive_loss(z, lay, Recipe("supcon"), chunk_rows=chunk_rows, extra=mean_pos)
 
 
 def hard_supcon(
@@ -379,17 +271,23 @@ def hard_supcon(
     tau: float,
     beta: float,
     detach_weights: bool = False,
+    positives: str = "all",
+    chunk_rows: int | None = None,
 ) -> Tensor:
     r"""Hard supervised contrastive loss (H-SCL, Jiang et al. 2024).
 
-    Negatives are only other-class views, tilted towards hard ones by beta; for every
-    positive pair (i, p), p in P(i):
+    Negatives are only other-class views, tilted towards hard ones by beta. With
+    ``positives="all"`` (the H-SCL training code) every same-class view is a positive:
 
     .. math:: \ell_{ip} = \mathrm{softplus}\big(\log M + \log R_i(\beta) - \log n_i - s_{ip}\big)
-              = -\log\frac{e^{s_{ip}}}{e^{s_{ip}} + M\,\mathbb{E}_{k \sim q_\beta}[e^{s_{ik}}]}
+              = -\log\frac{e^{s_{ip}}}{e^{s_{ip}} + M\,T_i},\quad p \in P(i),
 
-    averaged over all positive pairs, ``M = 2N - 2``. ``beta = 0`` is Jiang et al.'s SCL
-    (same-class views never enter the denominator); without labels it is :func:`h_ucl`.
+    averaged over all positive pairs, ``M = 2N - 2``, ``T_i = E_{k \sim q_\beta}[e^{s_{ik}}]`` the
+    mean of ``e^{s_ik}`` over the other-class views k under weights ``e^{beta s_ik}``. With
+    ``positives="partner"`` (the authors' own check of their bound, main/main_loss.py of their
+    repository) the partner is the only positive: ``l_i = log(1 + M T_i / e^{s_i,p(i)})``,
+    averaged over the 2N anchors. ``beta = 0`` gives the matching SCL (same-class views never
+    in the denominator); without labels both are :func:`h_ucl`.
 
     Args:
         z1, z2: ``(N, d)`` two views.
@@ -397,21 +295,15 @@ def hard_supcon(
         tau: temperature > 0.
         beta: hardness >= 0.
         detach_weights: treat the importance weights as constants in the backward pass.
+        positives: ``"all"`` or ``"partner"``.
+        chunk_rows: rows of the similarity matrix per block (None: automatic).
     """
     _check_beta(beta)
-    v = _views(z1, z2, labels, tau)
-    valid = _valid_anchors(v)
-    neg_mask = _safe_negatives(v, valid)
-    two_n = len(v.partner)
-    # n_i: the views of other classes; 2N - 1 on the skipped rows, whose stand-in mask is A(i).
-    log_n = torch.log(torch.where(valid, two_n - v.class_size, two_n - 1).to(v.sim.dtype))
-    log_r = _log_tilted_mass(v, neg_mask, log_n, beta, detach_weights)
-    log_neg_term = math.log(two_n - 2) + log_r - log_n  # log(M * E_q[e^s]), (2N,)
-    pair_loss = F.softplus(log_neg_term[:, None] - v.sim)  # (2N, 2N), read on P(i) only
-    pairs = v.positives & valid[:, None]
-    n_pairs = (valid * (v.class_size - 1)).sum()
-    # A masked sum, not pair_loss[pairs]: boolean indexing costs a nonzero() and a scatter back.
-    return torch.where(pairs, pair_loss, 0.0).sum() / n_pairs
+    if positives not in POSITIVES:
+        raise ValueError(f"positives must be 'all' (every same-class view) or 'partner' (the augmentation "
+                         f"partner only), got {positives!r}")
+    return _run("hard_supcon", z1, z2, labels, tau=tau, chunk_rows=chunk_rows, beta=beta,
+                detach_weights=detach_weights, positives=positives)
 
 
 #: The loss functions by name; what each one is and reads is in :data:`hcl_core.registry.LOSSES`.
@@ -436,11 +328,13 @@ def compute_loss(
     beta: float = 0.0,
     tau_plus: float = 0.0,
     detach_weights: bool = False,
+    chunk_rows: int | None = None,
 ) -> Tensor:
     """Call the loss ``name`` with only the arguments its registry record says it reads."""
     spec = registry.loss_spec(name)
     given = {"tau": tau, "beta": beta, "tau_plus": tau_plus}
     kwargs: dict = {p: given[p] for p in spec.params}
+    kwargs["chunk_rows"] = chunk_rows
     if spec.detachable:
         kwargs["detach_weights"] = detach_weights
     if spec.supervised:
@@ -453,10 +347,12 @@ def clamp_share(z1: Tensor, z2: Tensor, *, tau: float, beta: float, tau_plus: fl
 
     Where it binds, Ng is a constant, so that anchor's negatives give no gradient at all.
     """
+    _check_beta(beta)
+    _check_tau_plus(tau_plus)
     with torch.no_grad():
-        _, binds = _hcl_terms(
-            z1, z2, tau=tau, beta=beta, tau_plus=tau_plus, detach_weights=False, clamp=True
-        )
+        z, lay = _prepare(z1, z2, None, tau)
+        rec = _recipe("hcl", labelled=False, beta=beta, tau_plus=tau_plus)
+        binds = torch.cat([forward_rows(z, lay, rec, a, b)["binds"] for a, b in blocks(lay.size, None)])
     return float(binds.float().mean())
 
 
@@ -467,19 +363,29 @@ def clamp_share(z1: Tensor, z2: Tensor, *, tau: float, beta: float, tau_plus: fl
 
 @dataclass(frozen=True)
 class NegativeWeights:
-    """Per-anchor share of the negative term that each candidate negative receives.
+    """What a loss does with each candidate negative k of each anchor i (all ``(2N, 2N)``).
 
     Attributes:
-        weights: ``(2N, 2N)``; row i sums to 1 over its candidates, 0 elsewhere.
-        candidates: ``(2N, 2N)`` bool, j not in {i, p(i)}: every view an unsupervised loss
-            treats as a negative.
-        same_class: ``(2N, 2N)`` bool, the candidates that share the anchor's label ("false
-            negatives"); all False without labels.
+        weights: the share of the negative term that k carries; row i sums to 1 over the loss's
+            negatives, 0 elsewhere.
+        candidates: bool, k not in {i, p(i)}: every view an unsupervised loss treats as a negative.
+        same_class: bool, the candidates that share the anchor's label ("false negatives"); all
+            False without labels.
+        eligible: bool, the loss's negatives: the other-class views for H-SCL with labels, every
+            candidate otherwise.
+        importance: the papers' hardness weight ``ω_ik = e^{β s_ik} / mean_k e^{β s_ik}`` over the
+            loss's negatives (mean 1; 1 everywhere for a loss without a tilt, or at β = 0); 0 off them.
+        gradient: ``∂L/∂s_ik`` of the batch loss L on the candidates (0 elsewhere), row i taken as
+            anchor i's own variables, under the loss's actual gradient. Positive: gradient descent
+            pushes k away from i; negative: it pulls k closer.
     """
 
     weights: Tensor
     candidates: Tensor
     same_class: Tensor
+    eligible: Tensor
+    importance: Tensor
+    gradient: Tensor
 
 
 def negative_weights(
@@ -491,38 +397,53 @@ def negative_weights(
     tau: float,
     beta: float = 0.0,
     tau_plus: float = 0.0,
+    detach_weights: bool = False,
 ) -> NegativeWeights:
-    """The normalised weight each loss puts on each negative, for the plots.
+    """Three views of what each loss does with each negative, for the plots.
 
-    * ``info_nce``, ``supcon``: ``softmax_k(s_ik)`` over the candidates (SupCon keeps same-class
-      views in its denominator, so they take part of the mass).
-    * ``hcl``, ``dcl``, ``h_ucl``: ``n_i w_ik e^{s_ik} / sum = softmax_k((1+beta) s_ik)``
-      (beta = 0 for dcl; the debiasing by ``tau_plus`` subtracts a positive-pair term and does
-      not change the shares).
-    * ``hard_supcon``: the same tilt over other-class candidates only; same-class views get 0.
+    The loss's negatives ("eligible"): the other-class views for H-SCL with labels, every
+    candidate ``k ∉ {i, p(i)}`` otherwise.
 
-    Rows of anchors without any eligible negative are all zero. Computed without gradient.
+    * ``weights`` (the share): ``softmax_k((1+β) s_ik)`` over the eligible negatives for the
+      tilted losses (``n_i w_ik e^{s_ik} / Σ``; τ⁺'s debiasing subtracts a positive-pair term and
+      does not change the shares), ``softmax_k(s_ik)`` over the candidates for the others (SupCon
+      keeps same-class views in its denominator).
+    * ``importance``: ``ω_ik = n_i softmax_k(β s_ik)`` over the eligible negatives.
+    * ``gradient``: ``∂L/∂s_ik`` from :func:`hcl_core.loss_rows.gradient_rows`, the gradient the
+      loss trains with (``detach_weights`` respected; 0 where HCL's clamp binds). Without
+      detaching it is ``∝ (1+β) share - β ω / n_i`` on the negatives, so for β > 0 the less
+      similar ones are pulled closer. Same-class candidates that the loss takes as positives
+      (SupCon, H-SCL) get a negative value.
+
+    Computed without autograd, in the inputs' precision (float32 or float64).
     """
     spec = registry.loss_spec(loss)
     _check_beta(beta)
     _check_tau_plus(tau_plus)
     with torch.no_grad():
-        v = _views(z1, z2, labels, tau)
-        candidates = v.candidates.clone()  # the cached mask must not be handed out: a caller may change it
+        z, lay = _prepare(z1, z2, labels, tau)
+        two_n = lay.size
+        idx = torch.arange(two_n, device=z.device)
+        candidates = (idx[:, None] != idx[None, :]) & (lay.partner[:, None] != idx[None, :])
         same_class = (
-            candidates & v.same_class
-            if v.labels is not None
+            candidates & (lay.labels[:, None] == lay.labels[None, :])
+            if lay.labels is not None
             else torch.zeros_like(candidates)
         )
-        tilt = beta if spec.tilts else 0.0
-        # Supervised losses with a tilt drop same-class views from the negatives (H-SCL);
-        # SupCon keeps them in its denominator.
-        eligible = candidates & ~same_class if spec.supervised and spec.tilts else candidates
-        logits = ((1.0 + tilt) * v.sim).masked_fill(~eligible, -math.inf)
-        has_any = eligible.any(dim=1, keepdim=True)
-        logits = torch.where(has_any, logits, torch.zeros_like(logits))
-        weights = torch.softmax(logits, dim=1) * eligible * has_any
-    return NegativeWeights(weights, candidates, same_class)
+        rec = _recipe(loss, labelled=lay.labels is not None, beta=beta, tau_plus=tau_plus,
+                      detach_weights=detach_weights)
+        eligible = candidates & ~same_class if rec.by_class else candidates
+        sim = (z @ z.T) / lay.tau
+        tilt = rec.beta if spec.tilts else 0.0
+        weights = torch.softmax(((1.0 + tilt) * sim).masked_fill(~eligible, -math.inf), dim=1)
+        n_eligible = eligible.sum(dim=1, keepdim=True).to(z.dtype)
+        importance = n_eligible * torch.softmax((tilt * sim).masked_fill(~eligible, -math.inf), dim=1)
+        st = forward_rows(z, lay, rec, 0, two_n)
+        weight = (1.0 / float((lay.class_size - 1).sum())) if rec.all_positives else 1.0 / two_n
+        grad = gradient_rows(z, lay, rec, st, 0, two_n, torch.full((two_n,), weight, dtype=z.dtype,
+                                                                       device=z.device))
+    return NegativeWeights(weights * eligible, candidates, same_class, eligible, importance * eligible,
+                           grad.masked_fill(~candidates, 0.0))
 
 
 def same_class_mass(nw: NegativeWeights) -> Tensor:
@@ -539,3 +460,15 @@ def effective_negatives(nw: NegativeWeights) -> Tensor:
     total = nw.weights.sum(dim=1)
     squares = (nw.weights**2).sum(dim=1)
     return torch.where(squares > 0, total**2 / squares.clamp_min(1e-30), torch.zeros_like(total))
+
+
+def pulled_fraction(nw: NegativeWeights, *, same_class: bool = False) -> float:
+    """Fraction of the (anchor, candidate) pairs whose gradient pulls the candidate closer (``∂L/∂s < 0``).
+
+    Over the true negatives (the loss's negatives of another class; every candidate without
+    labels); with ``same_class=True`` over the same-class candidates instead (for SupCon and H-SCL
+    they are positives, so pulled by design). NaN if there are none.
+    """
+    mask = nw.same_class if same_class else nw.eligible & ~nw.same_class
+    total = int(mask.sum())
+    return int(((nw.gradient < 0) & mask).sum()) / total if total else math.nan

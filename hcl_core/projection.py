@@ -1,15 +1,14 @@
 """2-D layouts of embeddings for the Embeddings page: PCA now, UMAP in the background.
 
-Costs measured on a (busy) two-core machine: PCA of 2000 x 64 takes ~10 ms, so it is the
-instant view. UMAP is slow the first time in a process (``import umap`` plus numba compiling
-its kernels: 10-20 s) and ~2.5 s per 2000 x 64 fit afterwards, so the page never calls it
-directly: it asks a :class:`ProjectionService`, which fits UMAP on one background thread, caches
-the layouts, and can be warmed up once per process before a user asks for anything. While the
-worker compiles, the caller's thread still gets the GIL often (worst stall seen: ~0.2 s).
+PCA takes milliseconds, so it is the instant view. UMAP is slow the first time in a process
+(``import umap`` plus numba compiling its kernels) and takes seconds per fit afterwards, so the
+page never calls it directly: it asks a :class:`ProjectionService`, which fits UMAP on one
+background thread, caches the layouts, and can be warmed up once per process before a user asks
+for anything (BENCHMARKS.md has the costs).
 
 :func:`umap_2d` finds the exact cosine neighbours itself and hands them to UMAP: for fewer than
-4096 rows UMAP would otherwise call its numba cosine once per pair from Python (6-15 s for 2000
-points) and compile a parallel neighbour search (~13 s on first use).
+4096 rows UMAP would otherwise call its numba cosine once per pair from Python and compile a
+parallel neighbour search, which together cost more than the whole fit.
 
 Layouts of successive epochs are made comparable with :func:`align_layout` (Procrustes), and a
 UMAP fit can start from the previous epoch's layout (``init``) so points do not jump around.
@@ -121,7 +120,7 @@ def pca_2d(x: Any, *, basis: Any = None) -> np.ndarray:
     ``layout = (x - mean(x)) @ basis``. Without ``basis`` the axes are :func:`pca_basis` of ``x``
     itself (column 0 the direction of largest variance, deterministic signs). Pass ``basis`` (a
     ``(D, 2)`` matrix, e.g. ``pca_basis`` of another epoch's features or of a reference set) to
-    project onto fixed axes instead; it is used as given. About 10 ms for 2000 x 64.
+    project onto fixed axes instead; it is used as given.
     """
     a = _check_points(x)
     if basis is None:
@@ -205,11 +204,9 @@ def umap_2d(
     little between epochs (it is centred and rescaled to UMAP's usual [-10, 10] range); default
     UMAP's spectral initialisation. ``n_epochs``: optimisation epochs (UMAP's default, ``None``,
     is 500 below 10000 points); starting from ``init``, fewer epochs keep more of the previous
-    layout (measured on 1000 digits: relative drift 0.26 with 100 epochs, 0.40 with the default,
-    0.37 without ``init``). Raises ``ValueError`` for fewer than
+    layout (BENCHMARKS.md gives the drift with and without ``init``). Raises ``ValueError`` for fewer than
     :data:`UMAP_MIN_POINTS` points (use :func:`pca_2d`). ``umap`` is imported here, not at module
-    import: the first import costs seconds and the first fit compiles numba kernels (10-20 s in
-    all); later fits of 2000 x 64 take ~2.5 s.
+    import: the first import and the first fit's numba compilation cost seconds.
     """
     a = _check_points(x)
     n = a.shape[0]

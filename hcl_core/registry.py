@@ -185,6 +185,7 @@ _DIGITS = tuple(str(i) for i in range(10))
 _FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
             "Ankle boot")
 _CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_STL10 = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,11 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("cifar100", "CIFAR-100",
                     "CIFAR-100, 32x32 colour, 100 fine classes, read from root/cifar-100-python/.",
                     needs_root=True, is_image=True, input_shape=(3, 32, 32), class_names=None),
+        DatasetSpec("stl10", "STL-10",
+                    "STL-10, 96x96 colour, 10 classes: 5,000 labelled training and 8,000 test images, plus 100,000 "
+                    "unlabelled ones for self-supervised training, read from root/stl10_binary/ and resized to "
+                    "image_size.",
+                    needs_root=True, is_image=True, input_shape=None, class_names=_STL10),
         DatasetSpec("image_folder", "image folder",
                     "Your own images: root/<class>/*.png|jpg (or root/train/<class> and root/test/<class>), "
                     "resized to a square.",

@@ -1,72 +1,55 @@
-"""Sweeps: a grid of runs (losses x betas x seeds), run in parallel, summarised over seeds.
+"""Sweeps: a grid of runs (losses x betas x seeds), trained by a backend, summarised over seeds.
 
-``python -m hcl_core sweep --losses info_nce,hcl --betas 0,1,2 --seeds 0,1,2 --epochs 30``
-expands the grid (:func:`expand_grid`: a loss that does not tilt (reads no ``beta``) runs once
-per seed), trains every run with :func:`hcl_core.train.train` and writes, under
-``<out>/<sweep-name>/``::
+:func:`expand_grid` lists the runs (a loss that does not tilt, i.e. reads no ``beta``, runs once
+per seed); :func:`run_sweep` trains them with :func:`hcl_core.backends.run_tasks` (processes on
+this machine or Ray tasks) and writes, under the sweep folder::
 
     sweep.json      the manifest: the grid, the base config, the command, one record per run
-    summary.csv     one row per (loss, beta): n, then <metric>_mean and <metric>_std
+    summary.csv     one row per (loss, beta): n, failed, then <metric>_mean and <metric>_std
     summary.md      the same table in Markdown, "mean ± std" cells
     <run folders>   one per run, exactly as ``train`` writes them (``store.list_runs`` reads
                     one nested level, so the runs also appear in the app's run lists)
 
-Backends (every task calls :func:`run_task`, which calls ``train(config, root=...)``):
-
-* ``local`` (default): ``--workers N`` spawned processes (``ProcessPoolExecutor``); with one
-  worker the runs go one after another in this process. Each run gets
-  ``threads = cores // workers`` torch threads unless ``--threads`` says otherwise, so
-  workers x threads never exceeds the cores.
-* ``ray``: one Ray task per run, on the cluster at ``--address`` or on a local Ray started for
-  the sweep (``--workers`` CPUs). The ``hcl_core`` package is shipped to the workers
-  (``runtime_env.py_modules``); the cluster's nodes need the same Python packages. A Ray
-  that the caller initialised already is used as it is (its workers must be able to import
-  ``hcl_core``: pass ``runtime_env={"py_modules": [...]}`` or start it in the project folder). A task on
-  another host trains into a temporary folder and returns the run as a bundle
-  (:mod:`hcl_core.bundle`), which the driver imports into the sweep folder, so the results land
-  in the same store with or without a shared file system.
-
-Statistics: the mean over finished seeds and the sample standard deviation (``ddof = 1``; NaN
-when only one seed finished). Failed runs are counted in ``failed`` and left out of the means.
+Statistics (:func:`summarize`): the mean over the finished seeds and the sample standard
+deviation (``ddof = 1``; NaN when only one seed finished). Runs that failed, stopped or were
+interrupted are counted in ``failed`` and left out of the means. The command line is
+``python -m hcl_core sweep`` (:mod:`hcl_core.cli`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
-import io
 import json
 import math
 import os
-import re
-import shlex
-import socket
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import FIELDS, ConfigError, RunConfig
-from .registry import LOSSES
-from .threads import set_process_threads
+from .registry import LOSSES, METRICS
+from .registry import SUMMARY_METRICS as REGISTRY_SUMMARY
 
 __all__ = [
     "DEFAULT_BETAS",
     "DEFAULT_LOSSES",
     "DEFAULT_SEEDS",
+    "MANIFEST",
     "SUMMARY_METRICS",
     "SweepError",
-    "add_sweep_parser",
+    "SweepResult",
+    "display_rows",
     "expand_grid",
     "find_sweeps",
+    "format_mean_std",
+    "grid_base",
+    "group_key",
     "load_sweep",
+    "parse_list",
     "read_manifest",
     "run_sweep",
-    "run_task",
     "summarize",
     "summary_csv",
     "summary_markdown",
@@ -75,19 +58,19 @@ __all__ = [
 DEFAULT_LOSSES = ("info_nce", "dcl", "hcl", "supcon", "hard_supcon")
 DEFAULT_BETAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 DEFAULT_SEEDS = (0, 1, 2)
-#: The metrics summarised over seeds (keys of a run's summary), in table order.
-SUMMARY_METRICS = ("linear_probe_acc", "knn_acc", "few_shot_probe_acc", "alignment", "uniformity",
-                   "same_class_mass")
-METRIC_HEADERS = {"linear_probe_acc": "linear probe", "knn_acc": "kNN", "few_shot_probe_acc": "few-shot",
-                  "alignment": "alignment", "uniformity": "uniformity", "same_class_mass": "same-class mass"}
+#: The metrics summarised over seeds (keys of :data:`hcl_core.registry.METRICS`), in table
+#: order: the two probes a sweep is usually read by first, then every other metric.
+SUMMARY_METRICS = ("linear_probe_acc", "knn_acc",
+                   *(k for k in REGISTRY_SUMMARY if k not in ("linear_probe_acc", "knn_acc")))
 MANIFEST = "sweep.json"
-MARKER = ".sweep-id"  # a random id: a Ray task that can read it writes straight into the folder
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
+#: Config fields the grid sets (the others are shared by every run).
+_GRID = ("loss", "beta", "seed")
 #: Config fields that never make two runs differ in what they measure (not grouping keys).
 _NOT_GROUPING = ("seed", "name", "threads", "device")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-EXIT_USAGE = 2
+#: Run states that count as "did not finish" in a group (a running run counts as neither).
+_FAILED_STATES = ("failed", "stopped", "interrupted")
 
 
 class SweepError(ValueError):
@@ -126,11 +109,6 @@ def _number(item: str, flag: str, *, whole: bool) -> float | int:
     return int(number) if whole else number
 
 
-def has_beta(loss: str) -> bool:
-    """Whether ``loss`` reads beta (so the sweep varies it)."""
-    return LOSSES[loss].tilts
-
-
 def check_losses(losses: Sequence[str]) -> None:
     """Raise :class:`SweepError` naming the first name that is not in the loss registry."""
     unknown = [loss for loss in losses if loss not in LOSSES]
@@ -138,28 +116,51 @@ def check_losses(losses: Sequence[str]) -> None:
         raise SweepError(f"--losses: unknown loss {unknown[0]!r}; choose from {', '.join(LOSSES)}")
 
 
-def expand_grid(base: RunConfig, losses: Sequence[str], betas: Sequence[float],
+def expand_grid(base: RunConfig | Mapping[str, Any], losses: Sequence[str], betas: Sequence[float],
                 seeds: Sequence[int]) -> list[RunConfig]:
     """Every run of the sweep, in order loss, beta, seed.
 
-    A loss that reads ``beta`` runs once per (beta, seed); any other loss once
-    per seed, with ``beta = 0`` stored (the value it ignores), so ``len`` is
-    ``sum(len(betas) if has_beta(l) else 1 for l in losses) * len(seeds)``. Every other field
-    comes from ``base``. Out-of-range values raise :class:`SweepError` naming the flag.
+    A loss that tilts (``LOSSES[loss].tilts``: it reads ``beta``) runs once per (beta, seed);
+    any other loss once per seed, with ``beta = 0`` stored (the value it ignores), so ``len`` is
+    ``sum(len(betas) if LOSSES[l].tilts else 1 for l in losses) * len(seeds)``.
+
+    Every other field comes from ``base``: the values the user gave (a mapping, e.g. flags as
+    text) or a RunConfig. Each run is built from these values and its own loss, so a field that
+    one loss normalises away (``tau_plus`` of info_nce) still reaches the losses that read it.
+    Values out of range raise :class:`SweepError` naming the flag.
     """
     check_losses(losses)
     if not losses or not betas or not seeds:
         raise SweepError("a sweep needs at least one loss, one beta and one seed")
+    values = dict(base) if isinstance(base, Mapping) else base.to_dict()
+    for k in _GRID:
+        values.pop(k, None)
     configs = []
     for loss in losses:
-        for beta in (betas if has_beta(loss) else (0.0,)):
+        for beta in (betas if LOSSES[loss].tilts else (0.0,)):
             for seed in seeds:
                 try:
-                    configs.append(base.replace(loss=loss, beta=beta, seed=seed))
+                    configs.append(RunConfig(**values, loss=loss, beta=beta, seed=seed))
                 except ConfigError as e:
                     flag = {"beta": "--betas", "seed": "--seeds"}.get(e.field, "--" + e.field.replace("_", "-"))
                     raise SweepError(f"{flag}: {e}") from None
     return configs
+
+
+def grid_base(configs: Sequence[RunConfig]) -> dict[str, Any]:
+    """The fields the runs of a grid share (all but loss, beta and seed), as the runs that read them have them.
+
+    A field no loss of the grid reads keeps its default, so the result holds what the user chose,
+    not what one loss normalised (see :func:`expand_grid`).
+    """
+    default = RunConfig()
+    out = {}
+    for k in FIELDS:
+        if k in _GRID:
+            continue
+        readers = [c for c in configs if _reads(c, k)]
+        out[k] = getattr(readers[0], k) if readers else getattr(default, k)
+    return out
 
 
 def group_key(config: RunConfig) -> tuple:
@@ -173,15 +174,12 @@ def group_key(config: RunConfig) -> tuple:
 # --------------------------------------------------------------------------------------------
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof = 1); (nan, nan) for no values, std nan for one."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not vals:
-        return math.nan, math.nan
-    mean = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return mean, math.nan
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+def _finite(value: Any) -> float:
+    """A summary value as a float; NaN for anything that is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
 
 
 def summarize(runs: Iterable[Any], metrics: Sequence[str] = SUMMARY_METRICS) -> list[dict[str, Any]]:
@@ -194,31 +192,44 @@ def summarize(runs: Iterable[Any], metrics: Sequence[str] = SUMMARY_METRICS) -> 
 
     Returns:
         Rows sorted by loss (registry order) then beta, each a dict with ``loss``, ``label``,
-        ``beta`` (None for a loss without beta), every other config field that varies between
-        rows, ``seeds`` (the finished seeds), ``n`` (their number), ``failed`` (runs of the group
-        that did not finish), and ``<metric>_mean``, ``<metric>_std`` for each metric.
+        ``beta`` (None for a loss that does not tilt), every other config field that varies
+        between rows, ``seeds`` (the finished seeds), ``n`` (their number), ``failed`` (runs of
+        the group that failed, stopped or were interrupted), and ``<metric>_mean``,
+        ``<metric>_std`` for each metric: pandas' ``mean`` and ``std`` (``ddof = 1``) over the
+        finished runs' finite values.
     """
-    groups: dict[tuple, dict[str, Any]] = {}
+    import pandas as pd
+
+    groups: dict[tuple, int] = {}  # group key -> group number, in order of first appearance
+    configs: list[RunConfig] = []  # the first config of each group
+    records = []
     for run in runs:
-        g = groups.setdefault(group_key(run.config), {"config": run.config, "done": [], "failed": 0})
-        if run.state == "finished" and run.summary:
-            g["done"].append(run)
-        elif run.state in ("failed", "stopped", "interrupted"):
-            g["failed"] += 1
-    varying = _varying_fields([g["config"] for g in groups.values()])
-    order = list(LOSSES)
+        group = groups.setdefault(group_key(run.config), len(groups))
+        if group == len(configs):
+            configs.append(run.config)
+        done = run.state == "finished" and bool(run.summary)
+        record = {"group": group, "done": done, "failed": run.state in _FAILED_STATES,
+                  "seed": run.config.seed if done else math.nan}
+        record.update({m: _finite(run.summary.get(m)) if done else math.nan for m in metrics})
+        records.append(record)
+    if not records:
+        return []
+    table = pd.DataFrame.from_records(records, columns=["group", "done", "failed", "seed", *metrics])
+    stats = table.groupby("group", sort=True).agg(
+        n=("done", "sum"), failed=("failed", "sum"), seeds=("seed", lambda s: sorted(int(v) for v in s.dropna())),
+        **{f"{m}_{stat}": (m, stat) for m in metrics for stat in ("mean", "std")},
+    )
+    varying = _varying_fields(configs)
     rows = []
-    for g in groups.values():
-        c: RunConfig = g["config"]
+    for group, c in enumerate(configs):
+        g = stats.loc[group]
         row: dict[str, Any] = {"loss": c.loss, "label": LOSSES[c.loss].label,
-                               "beta": c.beta if has_beta(c.loss) else None}
+                               "beta": c.beta if LOSSES[c.loss].tilts else None}
         row.update({k: getattr(c, k) if _reads(c, k) else None for k in varying})
-        row["seeds"] = sorted(r.config.seed for r in g["done"])
-        row["n"] = len(g["done"])
-        row["failed"] = g["failed"]
-        for m in metrics:
-            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std([r.summary.get(m, math.nan) for r in g["done"]])
+        row.update(seeds=list(g["seeds"]), n=int(g["n"]), failed=int(g["failed"]))
+        row.update({f"{m}_{stat}": float(g[f"{m}_{stat}"]) for m in metrics for stat in ("mean", "std")})
         rows.append(row)
+    order = list(LOSSES)
     rows.sort(key=lambda r: (order.index(r["loss"]) if r["loss"] in order else len(order),
                              -1.0 if r["beta"] is None else r["beta"], [str(r.get(k)) for k in varying]))
     return rows
@@ -252,14 +263,11 @@ def _columns(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str
 
 def summary_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS) -> str:
     """The rows as CSV text: full precision, empty cells for NaN and for beta of a loss without it."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    cols = _columns(rows, metrics)
-    writer.writerow(cols)
-    for row in rows:
-        writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v
-                         for v in (row.get(c) for c in cols)])
-    return buf.getvalue()
+    import pandas as pd
+
+    # object dtype: every cell is written as Python writes it ("1.0", "2", "True"), none converted
+    frame = pd.DataFrame(list(rows), columns=_columns(rows, metrics), dtype=object)
+    return frame.to_csv(index=False, lineterminator="\n", na_rep="")
 
 
 def format_mean_std(mean: float, std: float, digits: int = 3) -> str:
@@ -272,16 +280,23 @@ def format_mean_std(mean: float, std: float, digits: int = 3) -> str:
 
 
 def display_rows(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS) -> list[dict[str, str]]:
-    """The rows as strings for a table: loss label, beta ("–" when unused), extra fields, n, mean ± std."""
+    """The rows as strings for a table: loss label, beta ("–" when unused), extra fields, n, mean ± std.
+
+    Metric columns are headed by ``METRICS[key].short``.
+    """
     cols = _columns(rows, ())
     out = []
     for row in rows:
         d = {"loss": row["label"], "beta": "–" if row["beta"] is None else f"{row['beta']:g}"}
         d.update({k: "–" if row[k] is None else str(row[k]) for k in cols if k not in ("loss", "beta", "n", "failed")})
         d["seeds"] = f"{row['n']}" + (f" (+{row['failed']} failed)" if row["failed"] else "")
-        d.update({METRIC_HEADERS.get(m, m): format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics})
+        d.update({_header(m): format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics})
         out.append(d)
     return out
+
+
+def _header(metric: str) -> str:
+    return METRICS[metric].short if metric in METRICS else metric
 
 
 def summary_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS) -> str:
@@ -290,7 +305,7 @@ def summary_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = SU
     if not table:
         return "_no finished runs_\n"
     head = list(table[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if h in ("loss",) else "---:" for h in head) + "|"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if h == "loss" else "---:" for h in head) + "|"]
     lines += ["| " + " | ".join(r[h] for h in head) + " |" for r in table]
     return "\n".join(lines) + "\n"
 
@@ -348,61 +363,6 @@ def find_sweeps(root: str | os.PathLike) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------
-# running one task (in this process, a spawned worker, or a Ray worker)
-# --------------------------------------------------------------------------------------------
-
-
-def run_task(config: dict[str, Any], root: str, *, ship_back: bool = False,
-             marker: str | None = None) -> dict[str, Any]:
-    """Train one run of a sweep; never raises (a crash becomes ``state = "failed"``).
-
-    Args:
-        config: a ``RunConfig`` as a dict.
-        root: the sweep folder the run is written to (an absolute path).
-        ship_back: train into a temporary folder and return the run as a zip bundle
-            (``result["bundle"]``, bytes) instead of writing under ``root``.
-        marker: the sweep's id, also written to ``root/.sweep-id`` by the driver; when given,
-            the task ships the run back unless it sees that file (so it runs on another node
-            without a shared file system).
-
-    Returns:
-        ``{"config", "state", "message", "run_dir", "summary", "seconds", "host"}`` (+ ``"bundle"``).
-    """
-    from .train import train
-
-    if marker is not None:
-        ship_back = ship_back or not _sees_folder(root, marker)
-    t0 = time.perf_counter()
-    out: dict[str, Any] = {"config": config, "run_dir": None, "summary": {}, "host": socket.gethostname()}
-    try:
-        cfg = RunConfig.from_dict(config)
-        set_process_threads(cfg.threads)  # a task owns its worker process
-        if ship_back:
-            from .bundle import export_run
-
-            with tempfile.TemporaryDirectory(prefix="hcl-sweep-") as tmp:
-                result = train(cfg, root=tmp)
-                zip_path = export_run(result.run_dir, Path(tmp) / "run.zip")
-                out["bundle"] = zip_path.read_bytes()
-                out["run_dir"] = result.run_dir.name
-        else:
-            result = train(cfg, root=root)
-            out["run_dir"] = str(result.run_dir)
-        out.update(state=result.state, message=result.message, summary=result.summary)
-    except Exception as e:  # one bad run must not end the sweep: record it and go on
-        out.update(state="failed", message=f"{type(e).__name__}: {e}")
-    out["seconds"] = time.perf_counter() - t0
-    return out
-
-
-def _sees_folder(root: str, marker: str) -> bool:
-    try:
-        return (Path(root) / MARKER).read_text(encoding="utf-8") == marker
-    except OSError:
-        return False
-
-
-# --------------------------------------------------------------------------------------------
 # running the grid
 # --------------------------------------------------------------------------------------------
 
@@ -426,123 +386,13 @@ class SweepResult:
 OnResult = Callable[[int, int, dict[str, Any]], None]
 
 
-def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    """Torch threads each of ``workers`` processes may use so that workers x threads <= cores."""
-    cores = cores or os.cpu_count() or 1
-    return max(1, cores // max(1, workers))
-
-
-def resolve_threads(requested: int, backend: str, workers: int) -> int:
-    """Threads per run: ``requested`` if > 0, else 1 per Ray task or :func:`threads_per_worker` locally."""
-    if requested:
-        return requested
-    return 1 if backend == "ray" else threads_per_worker(workers)
-
-
-def _run_local(tasks: list[dict[str, Any]], root: Path, workers: int,
-               on_result: Callable[[dict[str, Any]], None]) -> None:
-    if workers == 1:
-        for t in tasks:
-            on_result(run_task(t, str(root)))
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn, not fork: a forked copy of a process that already ran torch can deadlock in its thread
-    # pools. Each config carries its thread budget, which run_task applies to its process.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        futures = {pool.submit(run_task, t, str(root)): t for t in tasks}
-        for fut in as_completed(futures):
-            try:
-                result = fut.result()
-            except Exception as e:  # BrokenProcessPool: a worker was killed (out of memory, a signal)
-                result = {"config": futures[fut], "state": "failed", "run_dir": None, "summary": {},
-                          "message": f"its worker process died ({type(e).__name__}: {e})", "seconds": 0.0}
-            on_result(result)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list(getattr(pool, "_processes", {}).values()):  # stop the runs in flight
-            with contextlib.suppress(Exception):
-                proc.terminate()
-        raise
-    pool.shutdown(wait=True)
-
-
-def _package_dir() -> str:
-    return str(Path(__file__).resolve().parent)
-
-
-def _run_ray(tasks: list[dict[str, Any]], root: Path, workers: int, threads: int, address: str | None,
-             on_result: Callable[[dict[str, Any]], None]) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise SweepError("the ray backend needs Ray: pip install -r requirements-ray.txt "
-                         "(or use --backend local)") from None
-    import logging
-
-    started = False
-    if not ray.is_initialized():  # else: the caller's Ray (a notebook, a test) is used as it is
-        # py_modules ships this package to every worker, so no node needs the project checked out
-        # (Ray accepts a local folder only here, at the job level).
-        common = dict(runtime_env={"py_modules": [_package_dir()]}, log_to_driver=False,
-                      logging_level=logging.WARNING)
-        try:
-            if address:
-                ray.init(address=address, **common)
-            else:
-                ray.init(num_cpus=workers * threads, include_dashboard=False, **common)
-        except Exception as e:  # ConnectionError, RuntimeError, ValueError ... depending on the version
-            where = f"the Ray cluster at {address}" if address else "a local Ray"
-            raise SweepError(f"could not start or reach {where}: {type(e).__name__}: {e}") from None
-        started = True
-    remote = ray.remote(num_cpus=threads, max_retries=0)(run_task)
-    # A task writes straight into the sweep folder when it can see it (this host or a shared file
-    # system), else it returns a bundle that is imported here.
-    marker = os.urandom(8).hex()
-    atomic_text(root / MARKER, marker)
-    pending = [remote.remote(t, str(root), marker=marker) for t in tasks]
-    try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            on_result(_land(ray.get(done[0]), root))
-    except BaseException:
-        for ref in pending:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        raise
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _land(result: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Import a run that came back as a bundle (a task on another host) into the sweep folder."""
-    data = result.pop("bundle", None)
-    if data is None:
-        return result
-    from .bundle import import_bundle
-
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".bundle-", suffix=".zip")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        result["run_dir"] = str(import_bundle(tmp, root))
-    except (OSError, ValueError) as e:
-        result.update(state="failed", message=f"the run came back but could not be stored: {e}")
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    return result
-
-
 def _task_record(result: dict[str, Any]) -> dict[str, Any]:
     c = result["config"]
-    return {"loss": c["loss"], "beta": c["beta"] if has_beta(c["loss"]) else None, "seed": c["seed"],
+    return {"loss": c["loss"], "beta": c["beta"] if LOSSES[c["loss"]].tilts else None, "seed": c["seed"],
             "state": result["state"], "message": result.get("message", ""),
             "run_dir": Path(result["run_dir"]).name if result.get("run_dir") else None,
-            "seconds": round(result.get("seconds", 0.0), 2), "host": result.get("host")}
+            "seconds": round(result.get("seconds", 0.0), 2), "host": result.get("host"),
+            "node": result.get("node"), "device": result.get("device"), "shipped": result.get("shipped", False)}
 
 
 def run_sweep(
@@ -552,19 +402,23 @@ def run_sweep(
     backend: str = "local",
     workers: int = 1,
     address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float | None = None,
+    retries: int = 2,
     manifest: dict[str, Any] | None = None,
+    on_ready: Callable[[], None] | None = None,
     on_result: OnResult | None = None,
 ) -> SweepResult:
     """Train every config into ``folder`` and write the manifest and the summary files there.
 
     Args:
-        configs: the runs (see :func:`expand_grid`); a config with ``threads = 0`` is given
-            :func:`threads_per_worker` threads.
-        folder: the sweep folder (created; must not hold runs already).
-        backend: ``"local"`` (processes on this machine) or ``"ray"``.
-        workers: processes (local) or CPUs of a local Ray started for the sweep.
-        address: a Ray cluster to use instead of starting one (``ray`` only).
+        configs: the runs (see :func:`expand_grid`); a config with ``threads = 0`` is given the
+            threads of the backend's plan (:func:`hcl_core.backends.plan_resources`).
+        folder: the sweep folder (created once the backend is ready; must not hold runs already).
+        backend, workers, address, cpus_per_run, gpus_per_run, retries: where and how the runs
+            go, see :func:`hcl_core.backends.run_tasks`.
         manifest: extra entries for ``sweep.json`` (the grid, the command line ...).
+        on_ready: called once the backend is ready and the folder exists, before the first run.
         on_result: called as ``on_result(done, total, result)`` after each run.
 
     Returns:
@@ -575,20 +429,28 @@ def run_sweep(
     "spawn", which re-imports the caller's ``__main__``; inside a Streamlit script (whose
     ``__main__`` is the page) start ``python -m hcl_core sweep`` as a subprocess instead.
     """
-    if backend not in ("local", "ray"):
-        raise SweepError(f"backend must be 'local' or 'ray', got {backend!r}")
-    if workers < 1:
-        raise SweepError(f"--workers must be >= 1, got {workers}")
+    from .backends import plan_resources, run_tasks
+
+    plan = plan_resources(backend, workers=workers, threads=max((c.threads for c in configs), default=0),
+                          cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                          devices={c.device for c in configs})
     folder = Path(folder).resolve()  # absolute: worker processes and Ray tasks run elsewhere
-    folder.mkdir(parents=True, exist_ok=True)
-    threads = resolve_threads(max((c.threads for c in configs), default=0), backend, workers)
-    tasks = [(c if c.threads else c.replace(threads=threads)).to_dict() for c in configs]
+    tasks = [(c if c.threads else c.replace(threads=plan.threads)).to_dict() for c in configs]
     info = dict(manifest or {})
-    info.update(backend=backend, workers=workers, address=address, threads=threads, total=len(tasks),
-                started=time.time(), state="running", runs=[])
-    atomic_json(folder / MANIFEST, info)
+    info.update(backend=backend, workers=workers, address=address, threads=plan.threads, cpus_per_run=plan.cpus,
+                gpus_per_run=plan.gpus, total=len(tasks), state="running", runs=[])
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+
+    ready: list[bool] = []
+
+    def start() -> None:  # the backend is ready: only now does the sweep folder appear
+        ready.append(True)
+        info["started"] = time.time()
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_json(folder / MANIFEST, info)
+        if on_ready is not None:
+            on_ready()
 
     def collect(result: dict[str, Any]) -> None:
         results.append(result)
@@ -599,11 +461,11 @@ def run_sweep(
 
     interrupted = False
     try:
-        if backend == "local":
-            _run_local(tasks, folder, workers, collect)
-        else:
-            _run_ray(tasks, folder, workers, threads, address, collect)
+        run_tasks(tasks, folder, plan=plan, backend=backend, workers=workers, address=address, retries=retries,
+                  on_ready=start, on_result=collect)
     except KeyboardInterrupt:
+        if not ready:  # stopped before the backend was ready: there is nothing to summarise
+            raise
         interrupted = True
     seconds = time.perf_counter() - t0
     _, rows = load_sweep(folder)
@@ -625,190 +487,3 @@ def atomic_json(path: Path, obj: Any) -> None:
     from .store import atomic_write_json
 
     atomic_write_json(path, obj)
-
-
-# --------------------------------------------------------------------------------------------
-# the command line
-# --------------------------------------------------------------------------------------------
-
-
-class SweepProgress:
-    """Runs done on stderr: a redrawn bar on a terminal, one line per finished run otherwise."""
-
-    def __init__(self, total: int, stream=None, width: int = 24):
-        self.stream = stream or sys.stderr
-        self.total = total
-        self.width = width
-        self.tty = self.stream.isatty()
-        self.t0 = time.perf_counter()
-
-    def start(self, folder: Path, backend: str, workers: int, threads: int) -> None:
-        print(f"sweep of {self.total} runs -> {folder} ({backend}, {workers} worker(s) x {threads} thread(s))",
-              file=self.stream)
-        self._draw(0, "")
-
-    def __call__(self, done: int, total: int, result: dict[str, Any]) -> None:
-        c = result["config"]
-        beta = f" β={c['beta']:g}" if has_beta(c["loss"]) else ""
-        s = result.get("summary") or {}
-        if result["state"] == "finished":
-            what = f"linear {s.get('linear_probe_acc', math.nan):.3f}  kNN {s.get('knn_acc', math.nan):.3f}"
-        else:
-            what = f"{result['state'].upper()}: {result.get('message', '')[:120]}"
-        line = f"{c['loss']}{beta} seed {c['seed']}: {what}  ({result.get('seconds', 0):.1f} s)"
-        if self.tty:
-            self.stream.write("\r\033[K")
-        print(f"[{done:>{len(str(total))}}/{total}] {line}", file=self.stream)
-        self._draw(done, line)
-
-    def _draw(self, done: int, _line: str) -> None:
-        if not self.tty:
-            return
-        elapsed = time.perf_counter() - self.t0
-        eta = elapsed / done * (self.total - done) if done else math.nan
-        frac = done / max(self.total, 1)
-        bar = "#" * int(frac * self.width)
-        eta_text = "" if math.isnan(eta) else f" ETA {_clock(eta)}"
-        self.stream.write(f"\r[{bar:<{self.width}}] {done}/{self.total} runs  {_clock(elapsed)}{eta_text} ")
-        self.stream.flush()
-
-    def end(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f"{m}:{s:02d}"
-
-
-def sweep_command(manifest: dict[str, Any]) -> str:
-    """The ``python -m hcl_core sweep ...`` line that reproduces a sweep's grid and base config."""
-    base = manifest.get("base_config") or {}
-    default = RunConfig().to_dict()
-    parts = ["python", "-m", "hcl_core", "sweep",
-             "--losses", ",".join(manifest.get("losses", [])),
-             "--betas", ",".join(f"{b:g}" for b in manifest.get("betas", [])),
-             "--seeds", ",".join(str(s) for s in manifest.get("seeds", []))]
-    for k, v in base.items():
-        if k in ("loss", "beta", "seed") or k not in default or v == default[k]:
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            parts.append(flag if v else "--no-" + k.replace("_", "-"))
-        else:
-            parts += [flag, "none" if v is None else str(v)]
-    return shlex.join(parts)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
-def add_sweep_parser(sub: Any, add_config_flags: Callable[..., None],
-                     config_from_args: Callable[..., RunConfig]) -> argparse.ArgumentParser:
-    """Add ``sweep`` to the CLI's sub-parsers: every RunConfig flag but loss/beta/seed, plus the grid."""
-    from .store import DEFAULT_ROOT
-
-    # allow_abbrev=False: "--loss hcl" must be an error, not a silent abbreviation of --losses.
-    p = sub.add_parser("sweep", allow_abbrev=False,
-                       help="train a grid of runs (losses x betas x seeds) and summarise it",
-                       description="Train every loss x beta x seed (a loss without beta once per seed) and "
-                       "write a summary table (mean and std over seeds) as CSV and Markdown.")
-    p.add_argument("--losses", default=",".join(DEFAULT_LOSSES),
-                   help=f"comma-separated losses, of {', '.join(LOSSES)} [default {','.join(DEFAULT_LOSSES)}]")
-    p.add_argument("--betas", default=",".join(f"{b:g}" for b in DEFAULT_BETAS),
-                   help="comma-separated hardness values, used by losses that read beta "
-                   f"[0 to 20; default {','.join(f'{b:g}' for b in DEFAULT_BETAS)}]")
-    p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
-                   help=f"comma-separated seeds [default {','.join(map(str, DEFAULT_SEEDS))}]")
-    add_config_flags(p, sweepable=("loss", "beta", "seed"))
-    p.add_argument("--out", default=str(DEFAULT_ROOT), help="folder holding the runs [default models]")
-    p.add_argument("--sweep-name", default=None,
-                   help="name of the sweep folder under --out [default sweep-<dataset>-<date>-<time>]")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="local: processes on this machine; ray: Ray tasks [default local]")
-    p.add_argument("--workers", type=_positive_int, default=None,
-                   help="parallel runs: local processes, or CPUs of a local Ray [default min(2, cores)]")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster address (e.g. ray://head:10001 or auto); without it a local Ray "
-                   "is started for the sweep")
-    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
-    p.set_defaults(func=lambda args: cmd_sweep(args, config_from_args))
-    return p
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _sweep_folder(out: str, name: str | None, dataset: str) -> Path:
-    if name is None:
-        name = f"sweep-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not _SAFE_NAME.match(name):
-        raise SweepError(f"--sweep-name {name!r}: use letters, digits, '_', '-' and '.' (at most 100)")
-    folder = Path(out) / name
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise SweepError(f"{folder} already exists and is not empty: choose another --sweep-name")
-    return folder
-
-
-def cmd_sweep(args: argparse.Namespace, config_from_args: Callable[..., RunConfig]) -> int:
-    """``python -m hcl_core sweep``: see the module docstring. Exit 0 all finished, 1 some failed, 2 bad input."""
-    try:
-        losses = parse_list(args.losses, "--losses", str)
-        check_losses(losses)
-        betas = parse_list(args.betas, "--betas", float)
-        seeds = parse_list(args.seeds, "--seeds", int)
-        base = config_from_args(args, loss=losses[0], beta=0.0, seed=seeds[0])
-        configs = expand_grid(base, losses, betas, seeds)
-        if args.address and args.backend != "ray":
-            raise SweepError("--address is only used with --backend ray")
-        folder = _sweep_folder(args.out, args.sweep_name, base.dataset)
-        if args.backend == "local":
-            _check_data(base)
-    except (SweepError, ConfigError) as e:
-        return _fail(str(e))
-    workers = args.workers or min(2, os.cpu_count() or 1)
-    manifest = {"name": folder.name, "created": time.time(), "losses": list(losses), "betas": list(betas),
-                "seeds": list(seeds), "base_config": base.to_dict(), "argv": sys.argv[1:]}
-    manifest["command"] = sweep_command(manifest)
-    progress = None if args.quiet else SweepProgress(len(configs))
-    if progress is not None:
-        progress.start(folder, args.backend, workers, resolve_threads(base.threads, args.backend, workers))
-    try:
-        result = run_sweep(configs, folder, backend=args.backend, workers=workers, address=args.address,
-                           manifest=manifest, on_result=progress)
-    except SweepError as e:
-        return _fail(str(e))
-    finally:
-        if progress is not None:
-            progress.end()
-    if result.interrupted:
-        print(f"interrupted: {len(result.results)} of {len(configs)} runs came back; "
-              f"their summary is in {result.paths['csv']}", file=sys.stderr)
-    print(result.paths["md"].read_text(encoding="utf-8"), end="")
-    print(json.dumps({"summary": str(result.paths["csv"]), "summary_md": str(result.paths["md"]),
-                      "sweep_dir": str(folder), "runs": len(result.results),
-                      "finished": len(result.results) - len(result.failed), "failed": len(result.failed),
-                      "seconds": round(result.seconds, 2)}))
-    return 130 if result.interrupted else 1 if result.failed else 0
-
-
-def _check_data(config: RunConfig) -> None:
-    """Fail fast (once, not once per run) when the data set's files are missing."""
-    from .data import DataNotFoundError, load_dataset
-
-    try:
-        load_dataset(config.dataset, config.data_root, max_train=config.max_train,
-                     synthetic_overlap=config.synthetic_overlap)
-    except (DataNotFoundError, ValueError) as e:
-        raise SweepError(str(e)) from None

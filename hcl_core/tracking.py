@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any
 from .config import RunConfig
 from .registry import HYPER_PARAMS, METRICS
 
-__all__ = ["TensorBoardLogger", "log_run", "tee"]
+__all__ = ["TensorBoardLogger", "TrackingError", "add_arguments", "log_run", "sweep_logger", "tee", "train_logger"]
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -70,12 +71,14 @@ class TensorBoardLogger:
         flush_secs: how often TensorBoard sees new points while the run trains.
 
     Events before ``start`` are ignored; after ``end`` the writer is closed (a new ``start``
-    opens a new sub-folder, so one logger can follow several runs in turn).
+    opens a new sub-folder, so one logger can follow several runs in turn). Logging never ends a
+    run: if the log folder cannot be written, ``warn`` gets one line and the logger stops.
     """
 
     def __init__(self, log_dir: str | os.PathLike, *, name: str | None = None, config: RunConfig | None = None,
-                 flush_secs: int = 10):
+                 flush_secs: int = 10, warn: Callable[[str], None] | None = None):
         self.log_dir = Path(log_dir)
+        self.warn = warn or _warn
         self.name = name
         self.config = config
         self.flush_secs = flush_secs
@@ -86,6 +89,13 @@ class TensorBoardLogger:
 
     # -- the callback ------------------------------------------------------------------------
     def __call__(self, event: dict[str, Any]) -> None:
+        try:
+            self._handle(event)
+        except OSError as e:  # a full disk or a read-only folder: the training goes on without the log
+            self.warn(f"TensorBoard logging to {self.log_dir} stopped: {e}")
+            self.writer = None
+
+    def _handle(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "start":
             self._open(event)
@@ -167,6 +177,10 @@ class TensorBoardLogger:
             self.writer.file_writer.add_summary(summary)
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def tee(*callbacks: Callback | None) -> Callback:
     """One callback that hands each event to every given one in turn (None entries are skipped)."""
     chosen = [c for c in callbacks if c is not None]
@@ -200,3 +214,68 @@ def log_run(run: Any, log_dir: str | os.PathLike, *, name: str | None = None) ->
         logger(event)
     logger.close()
     return logger.log_dir / _safe_name(logger.name)
+
+
+# --------------------------------------------------------------------------------------------
+# the command line: --tensorboard DIR on train and sweep
+# --------------------------------------------------------------------------------------------
+
+
+class TrackingError(ValueError):
+    """``--tensorboard`` cannot be honoured: the package is missing or the folder cannot be written."""
+
+
+def add_arguments(parser: Any) -> None:
+    """Add ``--tensorboard DIR`` to the ``train`` or ``sweep`` sub-parser."""
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="also log the scalars (loss, probes, alignment, uniformity, same-class mass) for "
+                        "TensorBoard, one sub-folder per run; view them with `tensorboard --logdir DIR`")
+
+
+def _check_log_dir(log_dir: str | os.PathLike) -> Path:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise TrackingError("--tensorboard needs the tensorboard package: pip install tensorboard")
+    path = Path(log_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrackingError(f"--tensorboard {log_dir}: the folder cannot be created ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK):
+        raise TrackingError(f"--tensorboard {log_dir}: the folder is not writable")
+    return path
+
+
+def train_logger(log_dir: str | os.PathLike | None, config: RunConfig | None = None) -> TensorBoardLogger | None:
+    """The callback for ``train --tensorboard DIR`` (None without the flag); checks DIR before training."""
+    if log_dir is None:
+        return None
+    return TensorBoardLogger(_check_log_dir(log_dir), config=config)
+
+
+OnResult = Callable[[int, int, dict[str, Any]], None]
+
+
+def sweep_logger(log_dir: str | os.PathLike | None, sweep_name: str, then: OnResult | None = None) -> OnResult | None:
+    """An ``on_result`` for ``run_sweep`` that logs each run as it comes back, then calls ``then``.
+
+    The runs of a sweep train in other processes (or on other hosts), so each is written from
+    its ``metrics.jsonl`` once it is back (:func:`log_run`), as ``DIR/<sweep name>/<run id>``.
+    Without ``log_dir`` this is ``then`` itself.
+    """
+    if log_dir is None:
+        return then
+    root = _check_log_dir(log_dir)
+
+    def on_result(done: int, total: int, result: dict[str, Any]) -> None:
+        run_dir = result.get("run_dir")
+        if run_dir:
+            try:
+                log_run(run_dir, root, name=f"{sweep_name}/{Path(run_dir).name}")
+            except (OSError, ValueError) as e:  # a run that cannot be read or logged: the sweep goes on
+                _warn(f"TensorBoard logging of {Path(run_dir).name} failed: {e}")
+        if then is not None:
+            then(done, total, result)
+
+    return on_result

@@ -33,7 +33,7 @@ import torch
 
 from . import data as data_lib
 from .config import RunConfig
-from .encoders import ContrastiveModel, build_encoder, resolve_device
+from .encoders import ContrastiveModel, build_encoder, embed_views, resolve_device
 from .evaluate import alignment, evaluate_features, uniformity
 from .losses import clamp_share, compute_loss, effective_negatives, negative_weights, same_class_mass
 from .registry import LOSSES, PROBES
@@ -183,6 +183,7 @@ def train(
     callback: Callback | None = None,
     root: str | Path = DEFAULT_ROOT,
     write: bool = True,
+    separate_view_passes: bool = True,
 ) -> TrainResult:
     """Train one run end to end and write its files under ``root`` (unless ``write`` is False).
 
@@ -194,6 +195,8 @@ def train(
     exception (a disk error, a permission error, a failing callback) as ``failed`` and is
     re-raised; ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM under :func:`stop_on_sigterm`) as
     ``stopped`` and is re-raised. The last good snapshot and checkpoint are kept.
+    ``separate_view_passes``: embed the two views in two forward passes (per-view batch norm
+    statistics, as the published code), else in one.
     """
     device = resolve_device(config.device)
     ds = data_lib.load_dataset(
@@ -285,8 +288,7 @@ def train(
                     break
                 idx = perm[b * batch : (b + 1) * batch]
                 x1, x2 = data_lib.two_views(train_x[idx], config.aug_strength, aug_gen, is_image=ds.is_image)
-                z = model(torch.cat([x1, x2]))
-                z1, z2 = z[:batch], z[batch:]
+                z1, z2 = embed_views(model, x1, x2, separate=separate_view_passes)
                 loss = compute_loss(
                     config.loss, z1, z2, train_y[idx] if supervised else None,
                     tau=config.tau, beta=config.beta, tau_plus=config.tau_plus,

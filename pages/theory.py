@@ -1,9 +1,10 @@
 """Theory: does the hard unsupervised loss bound the hard supervised one on real embeddings?
 
 Jiang et al. prove H-SCL <= H-UCL in the limit of many negatives under an assumption; this page
-evaluates the library's three losses (hard_supcon with labels, h_ucl, info_nce) on the stored
-projections of a run's snapshot (two views of 256 test samples) over a grid of beta, and says
-in words where the inequality holds and where it does not. All maths is in ``hcl_core.theory``.
+evaluates the library's losses (hard_supcon with labels, in its two published forms, h_ucl,
+info_nce) on the stored projections of a run's snapshot (two views of 256 test samples) over a
+grid of beta, side by side for the two H-SCL variants, and says in words where the inequality
+holds and where it does not. All maths is in ``hcl_core.theory``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ import streamlit as st
 from hcl_core.plots.theory import bound_figure, gap_figure, negatives_figure
 from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError, load_run
-from hcl_core.theory import COARSE_BETAS, DEFAULT_BETAS, TheoryCurves, describe, negatives_curves, theory_curves
+from hcl_core.theory import (
+    COARSE_BETAS,
+    DEFAULT_BETAS,
+    VARIANT_LABELS,
+    TheoryCurves,
+    compare_variants,
+    describe,
+    negatives_curves,
+    theory_curves,
+)
 from ui import all_runs, load_snapshot, pick_run, run_label
 from ui.formulas import FORMULAS
 from ui.navigation import through_app
@@ -32,13 +42,23 @@ st.markdown(
     "**H-SCL ≤ H-UCL**. So driving H-UCL down, which needs no labels, also drives H-SCL down. The plain "
     "unsupervised loss (UCL, InfoNCE) gives no such guarantee: it can sit below H-SCL. Their follow-up "
     "(arXiv 2311.05139) adds that hardness never lowers a loss: H-SCL(β) ≥ SCL and H-UCL(β) ≥ UCL.\n\n"
-    "**What you see**: the three losses of this app's library evaluated on a trained encoder's embeddings "
+    "**What you see**: the losses of this app's library evaluated on a trained encoder's embeddings "
     "(two augmented views of 256 fixed test samples, so 510 negatives per anchor), for a range of hardness "
-    "β. Green background: the inequality holds at that β; orange: it does not."
+    "β. Green background: the inequality holds at that β; orange: it does not.\n\n"
+    "**Two H-SCLs.** The authors' H-SCL *training* code counts every same-class view as a positive. Their own "
+    "check of the bound (`main/main_loss.py` in Jiang et al.'s repository, which logs H-UCL, UCL, SCL and "
+    "H-SCL side by side) takes the augmentation partner as the only positive, like H-UCL. The two give "
+    "different verdicts on the same embeddings, so both are shown, the authors' check first."
 )
-with st.expander("The three losses, as computed here"):
-    st.markdown("**H-SCL** (`hard_supcon`, with labels): negatives are only other-class views; every "
-                "same-class view is a positive.")
+with st.expander("The losses, as computed here"):
+    st.markdown("**H-SCL, partner only** (`hard_supcon(..., positives=\"partner\")`, the authors' check): "
+                "negatives are only other-class views; the partner p(i) is the only positive; mean over the 2N "
+                "anchors.")
+    st.latex(r"\ell_i = \log\Big(1 + \frac{M\,T_i}{e^{s_{i,p(i)}}}\Big),\quad T_i = "
+             r"\frac{\sum_{k:\,y_k\ne y_i} e^{\beta s_{ik}}\, e^{s_{ik}}}{\sum_{k:\,y_k\ne y_i} e^{\beta s_{ik}}},"
+             r"\quad M = 2N-2")
+    st.markdown("**H-SCL, every same-class positive** (`hard_supcon`, the training code): the same negatives; "
+                "every same-class view is a positive; mean over all positive pairs.")
     st.latex(FORMULAS["hard_supcon"])
     st.markdown("**H-UCL** (`h_ucl`, no labels): every view except the anchor and its augmentation partner is "
                 "a negative, same-class views included; the partner is the only positive.")
@@ -46,8 +66,9 @@ with st.expander("The three losses, as computed here"):
     st.markdown("**UCL** (`info_nce`): H-UCL at β = 0.")
     st.latex(FORMULAS["info_nce"])
     st.caption("β multiplies s = cos/τ, as in every published code base. The paper's theorem compares the two "
-               "hard losses for the same positive pair; the library's H-SCL, like SupCon, averages over all "
-               "same-class positives, which is why the page also reports how close those are.")
+               "hard losses for the same positive pair, as the partner-only H-SCL does; the training code's "
+               "H-SCL, like SupCon, averages over all same-class positives, which is why the page also reports "
+               "how close those are.")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -95,19 +116,23 @@ except _UNREADABLE as e:
     st.error(f"The snapshot of epoch {epoch} cannot be used: {e}")
     st.stop()
 
-holds = c.holds
-cross = c.crossings()
-m1, m2, m3 = st.columns(3)
-m1.metric("β values where H-SCL ≤ H-UCL", f"{int(holds.sum())} of {len(holds)}",
-          help=f"β from {betas[0]:g} to {betas[-1]:g}: {', '.join(f'{b:g}' for b in betas)}")
-m2.metric("Verdict changes at", ", ".join(f"β ≈ {b:.2g}" for b in cross[:2]) + (" …" if len(cross) > 2 else "")
-          if cross else "nowhere", help="Where H-UCL − H-SCL changes sign (interpolated), in the β range shown.")
-m3.metric("UCL loss (no β)", f"{c.ucl:.3f}", help="InfoNCE on the same embeddings, in nats.")
-st.plotly_chart(bound_figure(c, title=f"{run_label(run)} · epoch {epoch}"), key="theory_bound",
-                config={"displaylogo": False, "toImageButtonOptions": {"filename": f"theory-{run.run_id}-e{epoch}"}})
-st.markdown(describe(c))
-st.caption(f"Trained with {LOSSES[run.config.loss].label}. Loss values are in nats; with "
-           f"{c.negatives} negatives a random encoder scores about log({c.negatives + 1}) = "
+st.markdown(compare_variants(c))
+for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), strict=True):
+    v = c.variant(positives)
+    cross = v.crossings()
+    col.markdown(f"**{VARIANT_LABELS[positives]}**")
+    m1, m2 = col.columns(2)
+    m1.metric("β values where H-SCL ≤ H-UCL", f"{int(v.holds.sum())} of {len(v.holds)}",
+              help=f"β from {betas[0]:g} to {betas[-1]:g}: {', '.join(f'{b:g}' for b in betas)}")
+    m2.metric("Verdict changes at", ", ".join(f"β ≈ {b:.2g}" for b in cross[:2]) + (" …" if len(cross) > 2 else "")
+              if cross else "nowhere", help="Where H-UCL − H-SCL changes sign (interpolated), in the β range shown.")
+    col.plotly_chart(bound_figure(v, title=f"{run_label(run)} · epoch {epoch}", height=400),
+                     key=f"theory_bound_{positives}",
+                     config={"displaylogo": False,
+                             "toImageButtonOptions": {"filename": f"theory-{positives}-{run.run_id}-e{epoch}"}})
+    col.markdown(describe(v))
+st.caption(f"Trained with {LOSSES[run.config.loss].label}. Loss values are in nats; UCL (InfoNCE, no β) = "
+           f"{c.ucl:.3f}. With {c.negatives} negatives a random encoder scores about log({c.negatives + 1}) = "
            f"{np.log(c.negatives + 1):.2f} on every loss.")
 
 st.subheader("Over training")
@@ -115,7 +140,9 @@ if len(epochs) > 1:
     try:
         with st.spinner("Evaluating every snapshot…"):
             by_epoch = {e: run_curves(run, e, float(tau), COARSE_BETAS, diagnostics=False) for e in epochs}
-        st.plotly_chart(gap_figure(by_epoch), key="theory_gap", config={"displaylogo": False})
+        for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), strict=True):
+            col.plotly_chart(gap_figure(by_epoch, positives=positives, height=360), key=f"theory_gap_{positives}",
+                             config={"displaylogo": False})
         st.caption("Each line is one snapshot (darker = later), on a coarse β grid. A random encoder (epoch 0) "
                    "sits near 0: every loss is about log of the number of negatives. Training moves the margin "
                    "up (the bound holds with room to spare) or down (H-SCL is the larger loss).")
@@ -137,7 +164,8 @@ if st.toggle("Show the losses against the number of negatives", key="theory_show
 
 st.subheader("Across runs")
 st.caption(f"The last snapshot of up to {MAX_TABLE_RUNS} runs, each at its own τ: does H-SCL ≤ H-UCL hold at "
-           f"β = {', '.join(f'{b:g}' for b in COARSE_BETAS)}?")
+           f"β = {', '.join(f'{b:g}' for b in COARSE_BETAS)}, with the partner-only H-SCL (the authors' check) and "
+           "with every same-class view a positive (✓ holds, ✗ fails)?")
 if st.toggle("Compare all runs", key="theory_all_runs"):
     table = []
     candidates = [r for r in all_runs() if r.snapshot_epochs()][:MAX_TABLE_RUNS]
@@ -149,8 +177,10 @@ if st.toggle("Compare all runs", key="theory_all_runs"):
         except _UNREADABLE:
             continue
         row = {"run": run_label(r), "epoch": r.snapshot_epochs()[-1]}
-        row.update({f"β={b:g}": ("✓ holds" if h else "✗ fails") for b, h in zip(rc.betas, rc.holds, strict=True)})
-        row["UCL ≤ H-SCL(β=1)"] = "yes" if rc.ucl_below_h_scl[list(rc.betas).index(1.0)] else "no"
+        part, every = rc.variant("partner"), rc.variant("all")
+        row.update({f"β={b:g}": ("✓" if hp else "✗") + " partner, " + ("✓" if ha else "✗") + " all"
+                    for b, hp, ha in zip(rc.betas, part.holds, every.holds, strict=True)})
+        row["UCL ≤ H-SCL(β=1), all"] = "yes" if every.ucl_below_h_scl[list(rc.betas).index(1.0)] else "no"
         table.append(row)
     progress.empty()
     if table:

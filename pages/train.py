@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
+from hcl_core.comparisons import differences
 from hcl_core.config import FIELDS, ConfigError, RunConfig
 from hcl_core.jobs import JobLimitError, JobState
 from hcl_core.plots import LOSS_COLORS
+from hcl_core.plots.compare import legend_labels
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
 from hcl_core.registry import DATASETS, LOSSES
-from ui import (
-    FIRST_POINT_REFRESH_S,
-    JOB_PARAM,
-    LIVE_REFRESH_S,
-    all_runs,
-    job_manager,
-    own_job,
-    reload_run,
-    remember_job,
-    render_active_jobs,
-    run_history,
-)
+from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run, run_history
+from ui.comparison import comparison_form, job_queue, live_comparison
 from ui.controls import KEY, field_control, field_help
+from ui.figures import figure_downloads
 from ui.formulas import EXPLANATIONS, FORMULAS
 from ui.navigation import through_app
 
@@ -136,8 +129,8 @@ def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: boo
                         _evals: list, _baseline: dict) -> tuple:
     """The probe, geometry and clamp charts; they change only when an evaluation arrives.
 
-    Built once per evaluation instead of at every live refresh (~60 ms of server CPU each
-    time, which a 2-core machine takes from the training). Nothing mutates them afterwards.
+    Built once per evaluation instead of at every live refresh: the server CPU each build costs
+    comes out of the training on a small machine. Nothing mutates them afterwards.
     """
     clamp = clamp_figure(_evals) if _evals and LOSSES[loss].clamp else None
     return (probe_figure(_evals, _baseline, raw_name=raw_name), geometry_figure(_evals) if _evals else None,
@@ -162,19 +155,20 @@ def _render(s: JobState) -> None:
                        delta=f"{last[key] - raw[key]:+.3f} vs {raw_name}" if key in raw else None)
         else:
             col.metric(label, "–")
-    left, right = st.columns(2)
     color = LOSS_COLORS.get(s.config.loss, "#0072B2")
     steps, losses = zip(*s.steps, strict=True) if s.steps else ((), ())
-    left.plotly_chart(loss_figure([Series(s.config.short_name(), steps, losses, color)]),
-                      width="stretch", key="loss_curve")
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
                                                  bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
-    right.plotly_chart(probe, width="stretch", key="probe_curve")
+    charts = [("loss_curve", loss_figure([Series(s.config.short_name(), steps, losses, color)])),
+              ("probe_curve", probe)]
     if s.evals:
-        left, right = st.columns(2)
-        left.plotly_chart(geometry, width="stretch", key="geometry")
-        if clamp is not None:
-            right.plotly_chart(clamp, width="stretch", key="clamp")
+        charts += [("geometry", geometry)] + ([("clamp", clamp)] if clamp is not None else [])
+    stem = s.config.short_name()
+    for (key, fig), col in zip(charts, st.columns(2) * 2, strict=False):
+        with col:
+            st.plotly_chart(fig, width="stretch", key=key)
+            if not s.active:  # PNG/SVG of an ended run (a live chart changes every refresh)
+                figure_downloads(fig, f"{stem}-{key}", key=key)
     if s.state == "finished" and s.run_dir:
         st.success(f"Finished in {s.summary.get('seconds', 0):.1f} s. Open **Embeddings** to watch the "
                    "clusters form, **Negatives** to see where the weight goes.")
@@ -184,7 +178,7 @@ def _refresh_interval(s: JobState) -> float | None:
     """Seconds between live updates: quick until the first loss point, then slow, none once ended.
 
     Every refresh costs the server and the browser CPU that the training worker then lacks
-    (bench/: at 1 s the app kept ~62 % of the bare loop's speed on 2 cores, at 2 s ~90 %); the
+    (BENCHMARKS.md: how much of the bare loop's speed each interval keeps); the
     quick start keeps the first point on screen within a second of the first step.
     """
     if not s.active:
@@ -211,10 +205,11 @@ def _live(job_id: int) -> None:
 
 def _start(config: RunConfig) -> None:
     try:
-        remember_job(job_manager().start(config))  # this tab's job: a reload finds it by its URL
-        st.session_state.pop("dismissed_job", None)
+        job = job_manager().start(config)
+        st.session_state["shown_job"] = job.id
+        st.session_state.pop("dismissed", None)
     except JobLimitError as e:
-        st.session_state["start_error"] = str(e)
+        st.session_state["start_error"] = f"{e}, or use **Compare** below, which queues runs."
 
 
 def _stop(job_id: int) -> None:
@@ -223,23 +218,93 @@ def _stop(job_id: int) -> None:
         running.stop(timeout=1.0)
 
 
-def _reset(job_id: int | None) -> None:
+def _show(job_id: int) -> None:
+    st.session_state["shown_job"] = job_id
+    st.session_state.pop("dismissed", None)
+
+
+def _reset() -> None:
     _set_controls(RunConfig())
     st.query_params.clear()
-    if job_id is not None:
-        st.session_state["dismissed_job"] = job_id
+    st.session_state.pop("shown_job", None)
+    st.session_state["dismissed"] = True
+
+
+# ------------------------------------------------------------------------------------------
+# which run the page shows: this tab's job, else one of the controls' configuration
+# ------------------------------------------------------------------------------------------
+
+def _shown(config: RunConfig | None, linked: bool):
+    """``(job, None)``, ``(None, stored run)`` or ``(None, None)``.
+
+    The job this tab started (or chose) first; else the newest job, then the newest finished
+    stored run, of exactly the controls' configuration (so a link or a reloaded tab shows its own
+    configuration's run, never merely the last one trained); else, on a plain first visit only,
+    the newest run of any configuration, flagged as different.
+    """
+    manager = job_manager()
+    if st.session_state.get("dismissed"):
+        return None, None
+    job = manager.get(st.session_state.get("shown_job", -1))
+    if job is not None:
+        return job, None
+    if config is not None:
+        same = [j for j in manager.jobs() if j.config == config]
+        if same:
+            same.sort(key=lambda j: (j.active, j.id))
+            st.session_state["shown_job"] = same[-1].id
+            return same[-1], None
+        stored = [r for r in all_runs() if r.state == "finished" and r.config == config]
+        if stored:
+            return None, reload_run(stored[0])
+    if linked:
+        return None, None
+    latest = manager.latest()
+    if latest is not None:
+        return latest, None
+    finished = [r for r in all_runs() if r.state == "finished"]
+    return (None, reload_run(finished[0])) if finished else (None, None)
+
+
+def _title(shown: RunConfig, run_id: str | None, controls: RunConfig | None) -> None:
+    label = legend_labels([shown])[0] + f" · seed {shown.seed} · {shown.dataset} · {shown.encoder}"
+    st.subheader(f"Run: {label}")
+    if run_id:
+        st.caption(f"Run id `{run_id}`, saved in the models folder.")
+    if controls is not None and (diff := differences(shown, controls)):
+        listed = ", ".join(f"{name} ({a} here, {b} in the controls)" for name, a, b in diff)
+        st.warning(f"These charts show a run that differs from the controls on the left: {listed}. "
+                   "Press **Start** to train the controls' configuration.", icon=":material/compare_arrows:")
+
+
+def _running_jobs(shown_id: int | None) -> None:
+    """Every run training in this app, from any tab: show or stop each."""
+    active = [j for j in job_manager().jobs() if j.active]
+    waiting = job_queue().waiting()
+    if not active and not waiting:
+        return
+    with st.expander(f"Training now: {len(active)} run(s)" + (f", {len(waiting)} queued" if waiting else ""),
+                     expanded=len(active) > 1 or bool(waiting)):
+        labels = legend_labels([j.config for j in active]) if active else []
+        for job, label in zip(active, labels, strict=True):
+            s = job.view()
+            c1, c2, c3 = st.columns([5, 1, 1])
+            c1.progress(s.progress, text=f"{label}: {_status_line(s)}")
+            c2.button("Show", key=f"show_{job.id}", on_click=_show, args=(job.id,), disabled=job.id == shown_id)
+            c3.button("■ Stop", key=f"stop_{job.id}", on_click=_stop, args=(job.id,))
+        for t in waiting:
+            st.caption(f"Queued: {legend_labels([t.config])[0]} (starts when a slot frees)")
 
 
 # ------------------------------------------------------------------------------------------
 # the page
 # ------------------------------------------------------------------------------------------
 
+linked = bool(st.query_params.to_dict()) and not st.session_state.get("cfg_initialised")
 _init_from_url()
 config, error = _controls()
 manager = job_manager()
-job = own_job(manager)
-if job is not None and st.session_state.get("dismissed_job") == job.id:
-    job = None
+job, stored = _shown(config, linked)
 active = job is not None and job.active
 
 st.title("Hardness Explorer")
@@ -248,36 +313,43 @@ for notice in st.session_state.pop("cfg_notices", []):
 if error:
     st.sidebar.error(error)
 else:
-    st.query_params.from_dict({**config.to_query(), **({JOB_PARAM: job.token} if job is not None else {})})
+    st.query_params.from_dict(config.to_query())
 
 chosen_loss = config.loss if config else st.session_state[KEY + "loss"]
 st.markdown(f"**{LOSSES[chosen_loss].label}** — {EXPLANATIONS[chosen_loss]}")
 st.latex(FORMULAS[chosen_loss])
 
+training_this = config is not None and any(j.active and j.config == config for j in manager.jobs())
 b1, b2, b3, info = st.columns([1, 1, 1, 5])
-b1.button("▶ Start", type="primary", disabled=bool(error) or active, width="stretch",
-          on_click=_start, args=(config,), help="Train in the background; the page stays responsive.")
+b1.button("▶ Start", type="primary", disabled=bool(error) or training_this, width="stretch",
+          on_click=_start, args=(config,),
+          help="Train the configuration on the left in the background; the page stays responsive. "
+               f"Up to {manager.max_active} runs train at once.")
 b2.button("■ Stop", disabled=not active, width="stretch", on_click=_stop,
-          args=(job.id if job else 0,), help="Stops within a second; everything trained so far is kept.")
-b3.button("↺ Reset", disabled=active, width="stretch", on_click=_reset,
-          args=(job.id if job else None,),
-          help="Back to the default configuration; the finished run stays on disk.")
+          args=(job.id if job else 0,), help="Stops the run shown below within a second; everything trained "
+                                             "so far is kept.")
+b3.button("↺ Reset", width="stretch", on_click=_reset,
+          help="Back to the default configuration; every run stays on disk.")
 if "start_error" in st.session_state:
     st.error(st.session_state.pop("start_error"))
 info.caption(f"Link to this configuration: copy the address bar. Runs are saved in `{manager.root}/`.")
-if [i for i in manager.active() if job is None or i.token != job.token]:
-    with st.expander("Other runs training now (started in other tabs)", expanded=True):
-        render_active_jobs(exclude=job.token if job is not None else None)
+_running_jobs(job.id if job else None)
+
+with st.expander("Compare losses in one click", expanded="comparison" in st.session_state,
+                 icon=":material/stacked_line_chart:"):
+    comparison_form(config)
+    if "comparison" in st.session_state:
+        live_comparison(st.session_state["comparison"])
 
 if job is not None:
+    _title(job.config, None, config)
     interval = st.session_state["live_interval"] = _refresh_interval(job.view())
     st.fragment(run_every=interval)(_live)(job.id)
+elif stored is not None:
+    _title(stored.config, stored.run_id, config)
+    _render(_view_of_run(stored))
+elif linked or st.session_state.get("dismissed"):
+    st.info("No run of this configuration yet: press **Start** to train it.")
 else:
-    finished = [r for r in all_runs() if r.state == "finished"]
-    if finished:
-        st.info("Press **Start** to train. Below: the most recent finished run, "
-                f"`{finished[0].run_id}`.")
-        _render(_view_of_run(reload_run(finished[0])))
-    else:
-        st.info("Press **Start** to train the configuration on the left: on digits, 30 epochs take "
-                "about ten seconds on a laptop CPU.")
+    st.info("Press **Start** to train the configuration on the left: on digits, 30 epochs take "
+            "about ten seconds on a laptop CPU.")

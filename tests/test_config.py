@@ -61,3 +61,14 @@ def test_a_config_normalises_the_parameters_its_loss_does_not_read():
     assert RunConfig(loss="hard_supcon", detach_weights=True).detach_weights
     assert "beta" not in RunConfig(loss="supcon", beta=2.0).to_query()
     assert RunConfig(loss="hcl", beta=0.5, tau_plus=0.1).short_name() == "hcl-b0.5-t0.5-tp0.1-s0"
+
+
+def test_switching_the_loss_of_a_normalised_config_keeps_the_users_values():
+    simclr = RunConfig(loss="info_nce", beta=3.0, tau_plus=0.2, detach_weights=True)
+    assert (simclr.beta, simclr.tau_plus) == (0.0, 0.0)
+    hcl = simclr.replace(loss="hcl")
+    assert (hcl.beta, hcl.tau_plus, hcl.detach_weights) == (3.0, 0.2, True)
+    assert simclr.replace(loss="hcl", beta=1.0).beta == 1.0  # an explicit change wins
+    assert simclr.given("beta") == 3.0 and simclr.given("tau") == 0.5
+    assert "_unread" not in simclr.to_dict() and RunConfig.from_dict(simclr.to_dict()) == simclr
+    assert hash(simclr) == hash(RunConfig(loss="info_nce"))

@@ -233,6 +233,72 @@ def test_cifar_files_with_the_wrong_content_are_refused(tmp_path):
         load_dataset("cifar10", tmp_path)
 
 # --------------------------------------------------------------------------------------------
+# CIFAR (binary release: plain bytes)
+# --------------------------------------------------------------------------------------------
+
+
+def make_cifar10_binary(root: Path, n: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
+    """cifar-10-batches-bin: records of 1 label byte + 3,072 pixel bytes; batches.meta.txt names the classes."""
+    d = root / "cifar-10-batches-bin"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    batches = []
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        pixels = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        (d / name).write_bytes(np.concatenate([labels[:, None], pixels], axis=1).tobytes())
+        batches.append((labels, pixels))
+    (d / "batches.meta.txt").write_text("\n".join(n.decode() for n in CIFAR10_NAMES) + "\n\n")
+    return batches
+
+
+def test_cifar10_binary_records_load_as_rgb_planes_and_are_preferred_over_the_pickles(tmp_path):
+    batches = make_cifar10_binary(tmp_path)
+    make_cifar10(tmp_path)  # both releases present: the binary one (no unpickling at all) is read
+    ds = load_dataset("cifar10", tmp_path)
+    assert ds.train_x.shape == (20, 3, 32, 32) and ds.test_x.shape == (4, 3, 32, 32)
+    assert ds.train_y.tolist() == [int(v) for labels, _ in batches[:5] for v in labels]
+    assert ds.test_y.tolist() == batches[5][0].tolist()
+    pixels = batches[0][1][1]
+    assert float(ds.train_x[1, 1, 2, 3]) == pytest.approx(pixels[1024 + 2 * 32 + 3] / 255)
+    assert float(ds.train_x[1, 2, 31, 0]) == pytest.approx(pixels[2048 + 31 * 32] / 255)
+    assert ds.classes == tuple(n.decode() for n in CIFAR10_NAMES)
+
+
+def test_cifar100_binary_records_use_the_second_label_byte_the_fine_label(tmp_path):
+    d = tmp_path / "cifar-100-binary"
+    d.mkdir()
+    rng = np.random.default_rng(4)
+    fine = {name: rng.integers(0, 100, 5).astype(np.uint8) for name in ("train.bin", "test.bin")}
+    for name, labels in fine.items():
+        records = np.concatenate([(labels // 5)[:, None], labels[:, None], rng.integers(0, 256, (5, 3072),
+                                                                                         dtype=np.uint8)], axis=1)
+        (d / name).write_bytes(records.tobytes())
+    (d / "fine_label_names.txt").write_text("".join(f"fine{i}\n" for i in range(100)))
+    ds = load_dataset("cifar100", tmp_path)
+    assert ds.train_y.tolist() == fine["train.bin"].tolist() and ds.test_y.tolist() == fine["test.bin"].tolist()
+    assert ds.classes[99] == "fine99" and ds.train_x.shape == (5, 3, 32, 32)
+
+
+def test_damaged_cifar_binary_files_are_refused_in_one_line(tmp_path):
+    make_cifar10_binary(tmp_path)
+    d = tmp_path / "cifar-10-batches-bin"
+    (d / "data_batch_3.bin").write_bytes(bytes(3073 * 2 + 7))
+    with pytest.raises(DataFormatError, match="not a whole number of 3073-byte CIFAR records"):
+        load_dataset("cifar10", tmp_path)
+    (d / "data_batch_3.bin").write_bytes(bytes([11]) + bytes(3072))
+    with pytest.raises(DataFormatError, match="label 11, outside 0..9"):
+        load_dataset("cifar10", tmp_path)
+    (d / "data_batch_3.bin").write_bytes(bytes(3073 * 10_001))
+    with pytest.raises(DataFormatError, match="10001 records, but the release's file holds at most 10000"):
+        load_dataset("cifar10", tmp_path)
+    (d / "data_batch_3.bin").write_bytes(bytes(3073))
+    (d / "batches.meta.txt").write_text("cat\ndog\n")
+    with pytest.raises(DataFormatError, match="names 2 classes, but the data set has 10"):
+        load_dataset("cifar10", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
 # image_folder
 # --------------------------------------------------------------------------------------------
 

@@ -191,7 +191,6 @@ def test_the_train_page_shows_url_notices_and_a_failed_worker(tmp_path, monkeypa
         job = manager.start(RunConfig(epochs=1000, **TINY))
         os.kill(job.pid, signal.SIGKILL)
         assert job.wait(10)
-        at.query_params["job"] = job.token  # the tab that started it, reloaded: its URL names its job
         at.run()
         assert not at.exception, at.exception
         errors = [e.value for e in at.error]

@@ -29,6 +29,7 @@ from hcl_core.losses import (
     hcl,
     info_nce,
     negative_weights,
+    pulled_fraction,
     same_class_mass,
     supcon,
 )
@@ -91,9 +92,9 @@ def _naive_r(s_i, neg, beta: float, detach: bool = False):
     return len(neg) * total
 
 
-def naive_info_nce(z1, z2, *, tau):
+def naive_info_nce(z1, z2, *, tau, sims=None):
     n = z1.shape[0]
-    s = _sims(z1, z2, tau)
+    s = _sims(z1, z2, tau) if sims is None else sims
     losses = []
     for i in range(2 * n):
         a, pos, neg = _index_sets(i, n, None)
@@ -106,10 +107,10 @@ def naive_info_nce(z1, z2, *, tau):
     return sum(losses) / len(losses)
 
 
-def naive_hcl(z1, z2, *, tau, beta, tau_plus, detach_weights=False, clamp=True, return_bound=False):
+def naive_hcl(z1, z2, *, tau, beta, tau_plus, detach_weights=False, clamp=True, return_bound=False, sims=None):
     n = z1.shape[0]
     m = 2 * n - 2
-    s = _sims(z1, z2, tau)
+    s = _sims(z1, z2, tau) if sims is None else sims
     losses, bound = [], []
     floor = torch.tensor(m * math.exp(-1.0 / tau), dtype=F64)
     for i in range(2 * n):
@@ -131,18 +132,19 @@ def naive_hcl(z1, z2, *, tau, beta, tau_plus, detach_weights=False, clamp=True, 
     return (out, bound) if return_bound else out
 
 
-def naive_dcl(z1, z2, *, tau, tau_plus):
-    return naive_hcl(z1, z2, tau=tau, beta=0.0, tau_plus=tau_plus)
+def naive_dcl(z1, z2, *, tau, tau_plus, sims=None):
+    return naive_hcl(z1, z2, tau=tau, beta=0.0, tau_plus=tau_plus, sims=sims)
 
 
-def naive_h_ucl(z1, z2, *, tau, beta, detach_weights=False):
-    return naive_hcl(z1, z2, tau=tau, beta=beta, tau_plus=0.0, detach_weights=detach_weights, clamp=False)
+def naive_h_ucl(z1, z2, *, tau, beta, detach_weights=False, sims=None):
+    return naive_hcl(z1, z2, tau=tau, beta=beta, tau_plus=0.0, detach_weights=detach_weights, clamp=False,
+                     sims=sims)
 
 
-def naive_supcon(z1, z2, labels=None, *, tau):
+def naive_supcon(z1, z2, labels=None, *, tau, sims=None):
     n = z1.shape[0]
     vl = _view_labels(labels, n)
-    s = _sims(z1, z2, tau)
+    s = _sims(z1, z2, tau) if sims is None else sims
     losses = []
     for i in range(2 * n):
         a, pos, neg = _index_sets(i, n, vl)
@@ -155,12 +157,12 @@ def naive_supcon(z1, z2, labels=None, *, tau):
     return sum(losses) / len(losses)
 
 
-def naive_hard_supcon(z1, z2, labels=None, *, tau, beta, detach_weights=False):
+def naive_hard_supcon(z1, z2, labels=None, *, tau, beta, detach_weights=False, sims=None):
     """l_ip = softplus(log M + log R_i - log n_i - s_ip), averaged over all positive pairs."""
     n = z1.shape[0]
     m = 2 * n - 2
     vl = _view_labels(labels, n)
-    s = _sims(z1, z2, tau)
+    s = _sims(z1, z2, tau) if sims is None else sims
     pair_losses = []
     for i in range(2 * n):
         _, pos, neg = _index_sets(i, n, vl)
@@ -173,6 +175,27 @@ def naive_hard_supcon(z1, z2, labels=None, *, tau, beta, detach_weights=False):
     if not pair_losses:
         raise ValueError("no valid anchor")
     return sum(pair_losses) / len(pair_losses)
+
+
+def naive_hard_supcon_partner(z1, z2, labels=None, *, tau, beta, detach_weights=False, sims=None):
+    """Jiang et al.'s check (main/main_loss.py): l_i = log(1 + M T_i / e^{s_i,p(i)}), mean over anchors.
+
+    T_i = sum_k e^{beta s_ik} e^{s_ik} / sum_k e^{beta s_ik} over the other-class views k.
+    """
+    n = z1.shape[0]
+    m = 2 * n - 2
+    vl = _view_labels(labels, n)
+    s = _sims(z1, z2, tau) if sims is None else sims
+    losses = []
+    for i in range(2 * n):
+        _, _, neg = _index_sets(i, n, vl)
+        if not neg:
+            continue
+        t = _naive_r(s[i], neg, beta, detach_weights) / len(neg)
+        losses.append(torch.log(1.0 + m * t / torch.exp(s[i][_partner(i, n)])))
+    if not losses:
+        raise ValueError("no valid anchor")
+    return sum(losses) / len(losses)
 
 
 def naive_scl_double_loop(z1, z2, labels=None, *, tau):
@@ -293,7 +316,9 @@ TAKES_DETACH = ["hcl", "hard_supcon"]
 
 def _close(actual, expected, **tol):
     tol = tol or TOL
-    torch.testing.assert_close(actual.detach().to(F64), torch.as_tensor(expected).detach().to(F64), **tol)
+    # python floats as float64: torch.as_tensor would round them to float32
+    expected = expected.detach() if isinstance(expected, torch.Tensor) else torch.tensor(expected, dtype=F64)
+    torch.testing.assert_close(actual.detach().to(F64), expected.to(F64), **tol)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1043,3 +1068,325 @@ def test_antipodal_views_at_the_smallest_tau_stay_finite(name):
                  tau_plus=0.1)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# H-SCL with the partner as the only positive (the authors' check of their bound)
+# ----------------------------------------------------------------------------------------------
+
+
+def _partner_only(z1, z2, labels=None, **kw):
+    return hard_supcon(z1, z2, labels, positives="partner", **kw)
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+@pytest.mark.parametrize("beta", [0.0, 0.5, 2.0, 6.0])
+@pytest.mark.parametrize(
+    "n, labels",
+    [(8, None), (8, LABELS_8), (6, LABELS_6_SINGLETON), (6, LABELS_6_DISTINCT), (10, torch.arange(10) % 3)],
+)
+def test_partner_only_hard_supcon_matches_naive(tau, beta, n, labels):
+    z1, z2 = _pair(n=n, d=9, seed=40)
+    out = _partner_only(z1, z2, labels, tau=tau, beta=beta)
+    assert out.dim() == 0
+    _close(out, naive_hard_supcon_partner(z1, z2, labels, tau=tau, beta=beta), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("labels", [LABELS_8, torch.arange(8) % 2])
+def test_partner_only_hard_supcon_at_beta0_is_the_partner_only_scl(labels):
+    """-log(e^{s_ip} / (e^{s_ip} + (M / n_i) sum_{k: y_k != y_i} e^{s_ik})), the partner as the only positive."""
+    z1, z2 = _pair(n=8, d=7, seed=41)
+    n, m, tau = 8, 14, 0.4
+    vl = _view_labels(labels, n)
+    s = _sims(z1, z2, tau)
+    total = 0.0
+    for i in range(2 * n):
+        neg = [k for k in range(2 * n) if vl[k] != vl[i]]
+        num = math.exp(float(s[i][_partner(i, n)]))
+        total -= math.log(num / (num + m / len(neg) * sum(math.exp(float(s[i][k])) for k in neg)))
+    _close(_partner_only(z1, z2, labels, tau=tau, beta=0.0), total / (2 * n), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 6.0])
+def test_partner_only_without_labels_is_h_ucl(beta):
+    z1, z2 = _pair(n=10, d=12, seed=42)
+    _close(_partner_only(z1, z2, tau=0.3, beta=beta), h_ucl(z1, z2, tau=0.3, beta=beta), rtol=1e-12, atol=1e-12)
+
+
+def test_partner_only_differs_from_all_positives_where_classes_repeat():
+    z1, z2 = _pair(n=10, d=6, seed=43)
+    labels = torch.arange(10) % 3
+    a = float(hard_supcon(z1, z2, labels, tau=0.5, beta=1.0))
+    b = float(_partner_only(z1, z2, labels, tau=0.5, beta=1.0))
+    assert abs(a - b) > 1e-2
+    # with every class a singleton there is no other positive: the two agree
+    _close(_partner_only(z1, z2, torch.arange(10), tau=0.5, beta=1.0),
+           hard_supcon(z1, z2, torch.arange(10), tau=0.5, beta=1.0), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize("labels", [None, GRAD_LABELS])
+def test_partner_only_gradient_matches_naive_autograd(detach, labels):
+    z1, z2 = _pair(n=5, d=4, seed=44, requires_grad=True)
+    g_impl = torch.autograd.grad(_partner_only(z1, z2, labels, tau=0.3, beta=1.5, detach_weights=detach), (z1, z2))
+    y1, y2 = _pair(n=5, d=4, seed=44, requires_grad=True)
+    ref = naive_hard_supcon_partner(y1, y2, labels, tau=0.3, beta=1.5, detach_weights=detach)
+    for a, b in zip(g_impl, torch.autograd.grad(ref, (y1, y2)), strict=True):
+        _close(a, b, rtol=1e-10, atol=1e-12)
+    if not detach:
+        assert torch.autograd.gradcheck(lambda a, b: _partner_only(a, b, labels, tau=0.5, beta=1.0), (z1, z2),
+                                        eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("positives", ["both", "", None, "Partner"])
+def test_positives_must_be_all_or_partner(positives):
+    z1, z2 = _pair(n=6, d=4)
+    with pytest.raises(ValueError, match="positives must be 'all'"):
+        hard_supcon(z1, z2, LABELS_6_SINGLETON, tau=0.5, beta=1.0, positives=positives)
+
+
+# ----------------------------------------------------------------------------------------------
+# Numerics: the softplus form and the row-chunked path
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["info_nce", "dcl", "hcl", "h_ucl", "hard_supcon"])
+def test_tiny_losses_keep_their_relative_precision_in_float32(name):
+    """Views far apart and partners almost identical: each l_i is about 1e-9. Written as
+    LSE - s_p, float32 would round it to 0 or to a multiple of 1e-6 (s is about 20); as
+    softplus(log N_g - s_p) it keeps float32's relative precision."""
+    g = torch.Generator().manual_seed(45)
+    z1 = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=F64))[0][:8]  # orthonormal rows
+    z2 = z1 + 1e-5 * torch.randn(8, 16, generator=g, dtype=F64)
+    kwargs = dict(tau=0.05, beta=1.0, tau_plus=0.0)
+    ref = float(_call_naive(name, z1, z2, **kwargs))
+    assert 1e-12 < ref < 1e-6
+    out = float(_call(name, z1.float(), z2.float(), **kwargs))
+    assert out == pytest.approx(ref, rel=1e-4)
+
+
+CHUNK_CASES = [
+    ("info_nce", None, {}),
+    ("dcl", None, {"tau_plus": 0.1}),
+    ("hcl", None, {"beta": 2.0, "tau_plus": 0.1}),
+    ("hcl", None, {"beta": 2.0, "tau_plus": 0.1, "detach_weights": True}),
+    ("h_ucl", None, {"beta": 3.0}),
+    ("supcon", None, {}),
+    ("supcon", "labels", {}),
+    ("hard_supcon", "labels", {"beta": 1.0}),
+    ("hard_supcon", "labels", {"beta": 1.0, "detach_weights": True}),
+    ("hard_supcon", "labels", {"beta": 1.0, "positives": "partner"}),
+]
+
+
+def _call_chunked(name, z1, z2, labels, chunk_rows, **kw):
+    fn = LOSSES[name]
+    if name in TAKES_LABELS:
+        return fn(z1, z2, labels, tau=0.3, chunk_rows=chunk_rows, **kw)
+    return fn(z1, z2, tau=0.3, chunk_rows=chunk_rows, **kw)
+
+
+@pytest.mark.parametrize("name, lab, kw", CHUNK_CASES)
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 40])
+def test_chunked_rows_give_the_same_values_and_gradients(name, lab, kw, chunk_rows):
+    labels = torch.arange(12) % 4 if lab else None
+    z1, z2 = _pair(n=12, d=5, seed=46, requires_grad=True)
+    whole = _call_chunked(name, z1, z2, labels, 24, **kw)
+    g_whole = torch.autograd.grad(whole, (z1, z2))
+    part = _call_chunked(name, z1, z2, labels, chunk_rows, **kw)
+    g_part = torch.autograd.grad(part, (z1, z2))
+    _close(part, whole, rtol=1e-13, atol=1e-13)
+    for a, b in zip(g_part, g_whole, strict=True):
+        _close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_chunked_hcl_with_the_clamp_binding_on_some_anchors():
+    g = torch.Generator().manual_seed(47)
+    z1 = torch.randn(8, 6, generator=g, dtype=F64)
+    z2 = z1.clone()
+    z2[:4] += 0.02 * torch.randn(4, 6, generator=g, dtype=F64)
+    z2[4:] = torch.randn(4, 6, generator=g, dtype=F64)
+    z1.requires_grad_(True)
+    z2.requires_grad_(True)
+    _, bound = naive_hcl(z1, z2, tau=0.2, beta=1.0, tau_plus=0.9, return_bound=True)
+    assert any(bound) and not all(bound)
+    values = [hcl(z1, z2, tau=0.2, beta=1.0, tau_plus=0.9, chunk_rows=c) for c in (None, 3)]
+    grads = [torch.autograd.grad(v, (z1, z2)) for v in values]
+    _close(values[1], values[0], rtol=1e-13, atol=1e-13)
+    _close(grads[1][0], grads[0][0], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("chunk_rows", [0, -3, 2.5, True, "8"])
+def test_chunk_rows_must_be_a_positive_whole_number(chunk_rows):
+    z1, z2 = _pair(n=6, d=4)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        info_nce(z1, z2, tau=0.5, chunk_rows=chunk_rows)
+
+
+def test_float32_chunked_and_whole_agree_on_a_large_batch():
+    z1, z2, labels = _big_inputs("random", n=300, d=32)
+    z1.requires_grad_(True)
+    z2.requires_grad_(True)
+    for name in ("hcl", "hard_supcon", "supcon"):
+        a = _call(name, z1, z2, labels if name in TAKES_LABELS else None, tau=0.1, beta=2.0, tau_plus=0.1)
+        loss_b = LOSSES[name]
+        kw = {"tau": 0.1, "chunk_rows": 64}
+        kw.update({"beta": 2.0} if name in TAKES_BETA else {})
+        kw.update({"tau_plus": 0.1} if name in TAKES_TAU_PLUS else {})
+        b = loss_b(z1, z2, labels, **kw) if name in TAKES_LABELS else loss_b(z1, z2, **kw)
+        _close(a, b, rtol=1e-6, atol=1e-6)
+        ga, gb = torch.autograd.grad(a, z1), torch.autograd.grad(b, z1)
+        _close(ga[0], gb[0], rtol=1e-4, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------------------------
+# negative_weights: the importance weight and the gradient against naive references
+# ----------------------------------------------------------------------------------------------
+
+
+def naive_importance(z1, z2, labels=None, *, loss, tau, beta=0.0):
+    """omega_ik = n_i e^{beta s_ik} / sum_l e^{beta s_il} over the loss's negatives (1 without a tilt)."""
+    n = z1.shape[0]
+    vl = _view_labels(labels, n)
+    s = _sims(z1, z2, tau)
+    tilt = beta if loss in TAKES_BETA else 0.0
+    out = [[0.0] * (2 * n) for _ in range(2 * n)]
+    for i in range(2 * n):
+        p = _partner(i, n)
+        elig = [k for k in range(2 * n) if k not in (i, p)]
+        if loss == "hard_supcon" and vl is not None:
+            elig = [k for k in elig if vl[k] != vl[i]]
+        den = sum(math.exp(tilt * float(s[i][k])) for k in elig)
+        for k in elig:
+            out[i][k] = len(elig) * math.exp(tilt * float(s[i][k])) / den
+    return torch.tensor(out, dtype=F64)
+
+
+def naive_gradient(name, z1, z2, labels=None, *, tau, candidates_only=True, **kw):
+    """dL/dS of the naive batch loss, with S a leaf matrix whose row i only anchor i reads."""
+    n = z1.shape[0]
+    s = torch.stack([torch.stack(row) for row in _sims(z1, z2, tau)]).detach().requires_grad_(True)
+    sims = [[s[i, j] for j in range(2 * n)] for i in range(2 * n)]
+    fn = {"info_nce": naive_info_nce, "dcl": naive_dcl, "hcl": naive_hcl, "h_ucl": naive_h_ucl,
+          "supcon": naive_supcon, "hard_supcon": naive_hard_supcon}[name]
+    if name in TAKES_LABELS:
+        kw["labels"] = labels
+    (g,) = torch.autograd.grad(fn(z1, z2, tau=tau, sims=sims, **kw), s)
+    if candidates_only:
+        for i in range(2 * n):
+            g[i, i] = 0.0
+            g[i, _partner(i, n)] = 0.0
+    return g
+
+
+NW_GRAD_CASES = [
+    ("info_nce", None, {}),
+    ("dcl", None, {"tau_plus": 0.1}),
+    ("hcl", None, {"beta": 1.0, "tau_plus": 0.1}),
+    ("hcl", None, {"beta": 1.0, "tau_plus": 0.1, "detach_weights": True}),
+    ("hcl", None, {"beta": 6.0, "tau_plus": 0.0}),
+    ("h_ucl", None, {"beta": 2.0}),
+    ("supcon", None, {}),
+    ("supcon", "labels", {}),
+    ("hard_supcon", None, {"beta": 1.0}),
+    ("hard_supcon", "labels", {"beta": 1.0}),
+    ("hard_supcon", "labels", {"beta": 1.0, "detach_weights": True}),
+    ("hard_supcon", "labels", {"beta": 0.0}),
+]
+
+
+@pytest.mark.parametrize("name, lab, kw", NW_GRAD_CASES)
+def test_gradient_view_matches_naive_autograd_of_the_batch_loss(name, lab, kw):
+    labels = LABELS_8 if lab else None
+    z1, z2 = _pair(n=8, d=6, seed=48)
+    nw = negative_weights(z1, z2, labels, loss=name, tau=0.3, beta=kw.get("beta", 0.0),
+                          tau_plus=kw.get("tau_plus", 0.0), detach_weights=kw.get("detach_weights", False))
+    naive_kw = {k: v for k, v in kw.items() if not (k == "detach_weights" and name not in TAKES_DETACH)}
+    if name == "h_ucl":
+        naive_kw.pop("detach_weights", None)
+    ref = naive_gradient(name, z1, z2, labels, tau=0.3, **naive_kw)
+    _close(nw.gradient, ref, rtol=1e-10, atol=1e-14)
+    assert (nw.gradient[~nw.candidates] == 0).all()
+
+
+def test_gradient_view_where_the_hcl_clamp_binds_is_zero_on_those_anchors():
+    g = torch.Generator().manual_seed(49)
+    z1 = torch.randn(8, 6, generator=g, dtype=F64)
+    z2 = z1.clone()
+    z2[:4] += 0.02 * torch.randn(4, 6, generator=g, dtype=F64)
+    z2[4:] = torch.randn(4, 6, generator=g, dtype=F64)
+    _, bound = naive_hcl(z1, z2, tau=0.2, beta=1.0, tau_plus=0.9, return_bound=True)
+    nw = negative_weights(z1, z2, loss="hcl", tau=0.2, beta=1.0, tau_plus=0.9)
+    _close(nw.gradient, naive_gradient("hcl", z1, z2, tau=0.2, beta=1.0, tau_plus=0.9), rtol=1e-10, atol=1e-14)
+    rows_zero = (nw.gradient == 0).all(dim=1).tolist()
+    assert rows_zero == bound and any(bound)
+
+
+@pytest.mark.parametrize("name, labels, beta", NW_CASES)
+def test_importance_matches_naive_and_averages_to_one(name, labels, beta):
+    z1, z2 = _pair(n=8, d=6, seed=28)
+    nw = _nw(name, z1, z2, labels, tau=0.3, beta=beta)
+    ref = naive_importance(z1, z2, labels, loss=name, tau=0.3, beta=beta)
+    _close(nw.importance, ref, rtol=1e-12, atol=1e-12)
+    assert torch.equal(nw.eligible, ref > 0)
+    _close(nw.importance.sum(1) / nw.eligible.sum(1), torch.ones(16, dtype=F64), rtol=1e-12, atol=1e-12)
+    if beta == 0 or name not in TAKES_BETA:
+        assert torch.equal(nw.importance, nw.eligible.to(nw.importance.dtype))
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 6.0])
+def test_undetached_gradient_is_proportional_to_the_share_minus_the_importance(beta):
+    """dL/ds_ik = c_i ((1+beta) share_ik - beta omega_ik / n_i) on the negatives (H-UCL: no clamp, no prior)."""
+    z1, z2 = _pair(n=8, d=6, seed=50)
+    nw = _nw("h_ucl", z1, z2, tau=0.3, beta=beta)
+    n = nw.eligible.sum(1, keepdim=True).to(F64)
+    formula = ((1 + beta) * nw.weights - beta * nw.importance / n).masked_fill(~nw.eligible, 0.0)
+    ratio = nw.gradient[nw.eligible].view(16, -1) / formula[nw.eligible].view(16, -1)
+    _close(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-9, atol=0.0)
+    assert (ratio > 0).all()
+
+
+def test_pulled_fraction_grows_with_beta_and_vanishes_when_detached():
+    z1, z2 = _pair(n=8, d=6, seed=51)
+    fractions = [pulled_fraction(_nw("h_ucl", z1, z2, tau=0.3, beta=b)) for b in (0.0, 0.5, 1.0, 6.0)]
+    assert fractions[0] == 0.0 and all(a <= b for a, b in zip(fractions, fractions[1:], strict=False))
+    assert fractions[-1] > 0.5
+    detached = negative_weights(z1, z2, loss="hcl", tau=0.3, beta=6.0, detach_weights=True)
+    assert pulled_fraction(detached) == 0.0  # constant weights: every negative is pushed
+    # by hand: the share of eligible pairs with a negative gradient
+    nw = _nw("hcl", z1, z2, tau=0.3, beta=1.0)
+    assert pulled_fraction(nw) == pytest.approx(float((nw.gradient[nw.candidates] < 0).double().mean()))
+
+
+def test_supervised_losses_pull_their_same_class_candidates():
+    z1, z2 = _pair(n=8, d=6, seed=52)
+    hscl = _nw("hard_supcon", z1, z2, LABELS_8, tau=0.3, beta=1.0)
+    assert (hscl.gradient[hscl.same_class] < 0).all()  # they are positives
+    assert pulled_fraction(hscl, same_class=True) == 1.0
+    assert math.isnan(pulled_fraction(_nw("hcl", z1, z2, tau=0.3, beta=1.0), same_class=True))  # none marked
+
+
+@pytest.mark.parametrize("name, lab, kw", CHUNK_CASES)
+def test_the_chunked_path_never_forms_a_block_taller_than_chunk_rows(name, lab, kw, monkeypatch):
+    """Every similarity block, forward and backward, has at most chunk_rows rows: memory is bounded by
+    chunk_rows x 2N whatever N (and without chunk_rows, by AUTO_BLOCK_ENTRIES)."""
+    import hcl_core.loss_rows as rows_mod
+
+    shapes = []
+    real = rows_mod._similarity
+
+    def spy(z, lay, a, b):
+        out = real(z, lay, a, b)
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(rows_mod, "_similarity", spy)
+    labels = torch.arange(20) % 4 if lab else None
+    z1, z2 = _pair(n=20, d=5, seed=53, requires_grad=True)
+    torch.autograd.grad(_call_chunked(name, z1, z2, labels, 6, **kw), (z1, z2))
+    assert shapes and all(r <= 6 and c == 40 for r, c in shapes)
+    assert sum(r for r, _ in shapes) >= 2 * 40  # every row once forward and once backward, at least
+    shapes.clear()
+    monkeypatch.setattr(rows_mod, "AUTO_BLOCK_ENTRIES", 40 * 9)  # automatic: 9 rows of 2N = 40
+    torch.autograd.grad(_call_chunked(name, z1, z2, labels, None, **kw), (z1, z2))
+    assert max(r for r, _ in shapes) == 9

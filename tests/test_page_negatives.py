@@ -31,6 +31,10 @@ def spec(at: AppTest, index: int) -> dict:
     return json.loads(at.get("plotly_chart")[index].proto.spec)
 
 
+def panel_titles(chart: dict) -> list[str]:
+    return [a["text"] for a in chart["layout"]["annotations"] if a.get("xref") == "paper"]
+
+
 def test_empty_store_says_how_to_make_a_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HCL_MODELS_DIR", str(tmp_path))
     at = run_page()
@@ -38,45 +42,62 @@ def test_empty_store_says_how_to_make_a_run(tmp_path, monkeypatch):
     assert not at.get("plotly_chart")
 
 
-def test_histograms_and_beta_curves_for_every_loss(tiny_models):
+def test_three_views_for_every_loss_each_with_its_formula(tiny_models):
     at = run_page(tiny_models["hard_supcon"])
-    charts = at.get("plotly_chart")
-    assert len(charts) == 2  # histograms (small multiples) and the two β panels
-    hist = spec(at, 0)
-    titles = [a["text"] for a in hist["layout"]["annotations"] if a.get("xref") == "paper"]
-    for name in ("UCL / SimCLR", "DCL", "HCL", "H-UCL", "SCL / SupCon", "H-SCL"):
-        assert any(t.startswith(f"<b>{name}</b>") for t in titles), (name, titles)
-    x_titles = {v["title"]["text"] for k, v in hist["layout"].items() if k.startswith("xaxis") and "title" in v}
-    assert x_titles == {"weight ÷ uniform 1/n (log scale)"}
+    assert len(at.get("plotly_chart")) == 2  # the chosen view (small multiples) and the three β panels
+    radio = at.radio(key="neg_view")
+    assert radio.value == "importance" and list(radio.options) == [
+        "Importance weight ω (the papers' hardness)", "Share of the negative term",
+        "Gradient ∂L/∂s: pushed away or pulled closer"]
+    for view, formula in (("importance", r"\omega_{ik}"), ("share", r"e^{(1+\beta) s_{ik}}"),
+                          ("gradient", r"\frac{\partial L}{\partial s_{ik}}")):
+        radio.set_value(view).run()
+        assert not at.exception
+        assert formula in at.get("latex")[0].proto.body
+        hist = spec(at, 0)
+        for name in ("UCL / SimCLR", "DCL", "HCL", "H-UCL", "SCL / SupCon", "H-SCL"):
+            assert any(t.startswith(f"<b>{name}</b>") for t in panel_titles(hist)), (name, view)
+    assert "pulled closer" in panel_titles(spec(at, 0))[2]
     table = numbers(at)
     assert len(table) == 6 and all(r["of candidates"] == 198 for r in table.values())
-    # H-SCL never puts weight on same-class views, at the run's β or any other
-    assert table["H-SCL (hard supervised)"]["same-class weight mass"] == "0.0 %"
+    hscl = table["H-SCL (hard supervised)"]
+    assert hscl["same-class share"] == "0.0 %" and hscl["same-class pulled closer"] == "100.0 %"
+    assert table["UCL / SimCLR (InfoNCE)"]["true negatives pulled closer"] == "0.0 %"
     sweep = spec(at, 1)
-    hscl = [t for t in sweep["data"] if t["name"] == "H-SCL" and t["xaxis"] == "x"]
-    assert len(hscl) == 1 and max(hscl[0]["y"]) == 0
-    assert len(hscl[0]["x"]) == 21 and hscl[0]["x"][-1] == 10
+    pulled = [t for t in sweep["data"] if t["name"] == "H-SCL" and t["xaxis"] == "x3"]
+    assert len(pulled) == 1 and len(pulled[0]["x"]) == 21 and pulled[0]["x"][-1] == 10
     shown = "\n".join(m.value for m in at.markdown)
-    assert "β multiplies s = cos/τ" in shown and "0 by construction" in shown
+    assert "β multiplies s = cos/τ" in shown and "0 by construction" in shown and "pulled closer" in shown
 
 
-def test_preview_beta_changes_the_tilted_losses_only(tiny_models):
+def test_preview_beta_changes_the_tilted_losses_only_and_detach_stops_the_pull(tiny_models):
     run = tiny_models["hcl"]
     at = run_page(run)
     slider = at.slider(key=f"neg_beta:{run.name}")
     assert slider.value == 1.0  # the run's own β
-    before = numbers(at)
+    at.radio(key="neg_view").set_value("gradient").run()
+    before, fig_before = numbers(at), spec(at, 0)
     slider.set_value(6.0).run()
     assert not at.exception
-    after = numbers(at)
+    after, fig_after = numbers(at), spec(at, 0)
     hcl = "HCL (hard negatives)"
     assert after[hcl]["β used"] == "6" and before[hcl]["β used"] == "1"
     assert after[hcl]["effective negatives"] < before[hcl]["effective negatives"]  # weight concentrates
+    pulled = float(after[hcl]["true negatives pulled closer"].rstrip(" %"))
+    assert pulled > float(before[hcl]["true negatives pulled closer"].rstrip(" %")) >= 0  # 2 epochs: barely any
     assert after["UCL / SimCLR (InfoNCE)"] == before["UCL / SimCLR (InfoNCE)"]  # reads no β
-    assert after["H-SCL (hard supervised)"]["same-class weight mass"] == "0.0 %"
+    # the panels of the losses without β are the same figure: same bars, same axes
+    for a, b in zip(fig_before["data"], fig_after["data"], strict=False):
+        if a["xaxis"] in ("x", "x2", "x5"):  # UCL, DCL, SupCon
+            assert a["y"] == b["y"]
+    assert fig_before["layout"]["xaxis3"]["range"] == fig_after["layout"]["xaxis3"]["range"]
     assert "preview β=6" in at.subheader[0].value
-    sweep = spec(at, 1)
-    assert any(s.get("x0") == 6.0 for s in sweep["layout"]["shapes"])  # the marker follows the slider
+    assert any(s.get("x0") == 6.0 for s in spec(at, 1)["layout"]["shapes"])  # the marker follows the slider
+    at.toggle(key="neg_detach").set_value(True).run()
+    assert not at.exception and "detached" in at.subheader[0].value
+    detached = numbers(at)
+    assert detached[hcl]["detached"] == "yes" and detached[hcl]["true negatives pulled closer"] == "0.0 %"
+    assert detached["H-UCL (HCL without debiasing)"]["detached"] == "–"  # H-UCL has no such switch
 
 
 def test_another_tau_epoch_and_fewer_losses(tiny_models):

@@ -74,17 +74,20 @@ def test_empty_store_explains_what_to_do(models):
 def test_a_real_run_shows_the_bound_its_reading_and_the_margin_over_training(models, trained):
     shutil.copytree(trained, models / "run")
     at = run_page()
-    assert [m.label for m in at.metric] == ["β values where H-SCL ≤ H-UCL", "Verdict changes at", "UCL loss (no β)"]
-    assert at.metric[0].value.endswith("of 11")
-    bound = chart(at, "theory_bound")
-    assert [t["name"] for t in bound["data"][:3]] == ["H-SCL (hard supervised)", "H-UCL (hard unsupervised)",
-                                                      "UCL (InfoNCE), no β"]
-    assert values(bound["data"][0]["x"])[-1] == 10.0
-    gap = chart(at, "theory_gap")
-    assert [t["name"] for t in gap["data"]] == ["epoch 0", "epoch 1", "epoch 2"]
+    assert [m.label for m in at.metric] == ["β values where H-SCL ≤ H-UCL", "Verdict changes at"] * 2
+    assert at.metric[0].value.endswith("of 11") and at.metric[2].value.endswith("of 11")
+    # side by side: the authors' check (partner only) first, then every same-class view a positive
+    for key, first in (("theory_bound_partner", "H-SCL, partner only (authors' check)"),
+                       ("theory_bound_all", "H-SCL, all same-class positives")):
+        bound = chart(at, key)
+        assert bound["data"][0]["name"] == first and bound["data"][1]["name"] == "H-UCL (hard unsupervised)"
+        assert values(bound["data"][0]["x"])[-1] == 10.0
+    for key in ("theory_gap_partner", "theory_gap_all"):
+        assert [t["name"] for t in chart(at, key)["data"]] == ["epoch 0", "epoch 1", "epoch 2"]
     body = texts(at)
     assert "With τ = 0.5, 256 samples of 10 classes and 510 negatives per anchor" in body
     assert "Why: H-UCL counts same-class views as negatives" in body
+    assert "main/main_loss.py" in body and "with the authors' own check (partner only)" in body
 
 
 def test_controls_epoch_range_negatives_and_all_runs(models, trained):
@@ -92,16 +95,18 @@ def test_controls_epoch_range_negatives_and_all_runs(models, trained):
     at = run_page()
     at.select_slider(key="theory_epoch").set_value(0).run()
     assert not at.exception
-    assert "epoch 0" in chart(at, "theory_bound")["layout"]["title"]["text"]
+    assert "epoch 0" in chart(at, "theory_bound_partner")["layout"]["title"]["text"]
     at.select_slider(key="theory_beta_max").set_value(4.0).run()
-    assert values(chart(at, "theory_bound")["data"][0]["x"])[-1] == 4.0
+    assert values(chart(at, "theory_bound_all")["data"][0]["x"])[-1] == 4.0
     at.toggle(key="theory_show_negatives").set_value(True).run()
     assert not at.exception
-    assert [t["name"] for t in chart(at, "theory_negatives")["data"]] == ["H-UCL − H-SCL"]
+    assert [t["name"] for t in chart(at, "theory_negatives")["data"]] == [
+        "H-UCL − H-SCL, partner only (authors' check)", "H-UCL − H-SCL, all same-class positives"]
     at.toggle(key="theory_all_runs").set_value(True).run()
     assert not at.exception
     table = at.dataframe[0].value
     assert len(table) == 1 and list(table.columns)[:3] == ["run", "epoch", "β=0"]
+    assert " partner, " in table["β=0"][0] and table["β=0"][0].endswith(" all")
 
 
 def test_a_snapshot_without_projections_gives_a_message_not_a_crash(models, trained):

@@ -157,7 +157,7 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
     wait_for(lambda: job.view().step > 0)
     at.run()
     assert not at.exception, at.exception
-    assert at.get("progress")[0].proto.text.startswith("Running: epoch")
+    assert at.get("progress")[-1].proto.text.startswith("Running: epoch")
 
     t0 = time.perf_counter()
     button(at, "Stop").click().run()
@@ -233,3 +233,66 @@ def test_a_class_prior_beyond_the_slider_opens_in_a_number_input(models):
     prior = next(w for w in at.sidebar.number_input if "prior" in w.label)
     assert prior.value == pytest.approx(0.7)
     assert RunConfig.from_query(dict(at.query_params))[0].tau_plus == pytest.approx(0.7)
+
+
+TINY_LINK = {"max_train": "200", "eval_size": "100", "threads": "1", "epochs": "2", "snapshot_every": "1"}
+
+
+def test_a_link_shows_its_own_configurations_run_and_flags_a_run_that_differs(models):
+    from hcl_core.train import train
+
+    train(RunConfig(loss="info_nce", max_train=200, eval_size=100, threads=1, epochs=2, snapshot_every=1),
+          root=models)
+    # A link to another configuration must not show that run under its own formula.
+    at = open_page({**TINY_LINK, "loss": "hcl", "beta": "4"})
+    assert "No run of this configuration yet" in texts(at)
+    assert not at.get("plotly_chart")
+    # The link of the stored run shows it, titled with its configuration.
+    at = open_page({**TINY_LINK, "loss": "info_nce"})
+    assert any("Run: UCL / SimCLR" in s.value for s in at.subheader)
+    assert not at.warning
+    # Changing the controls keeps the run on screen but says how it differs.
+    at.sidebar.selectbox(key="cfg_loss").set_value("hcl").run()
+    assert not at.exception, at.exception
+    assert any("differs from the controls" in w.value and "loss (info_nce here, hcl in the controls)" in w.value
+               for w in at.warning)
+
+
+def test_every_running_job_can_be_stopped_from_another_tab(models):
+    other = ui.job_manager().start(RunConfig(epochs=1000, max_train=200, eval_size=100, threads=1))
+    at = open_page({**TINY_LINK, "loss": "supcon"})  # a tab showing another configuration
+    wait_for(lambda: other.view().state == "running")
+    at.run()
+    assert any("Training now: 1 run" in e.label for e in at.expander)
+    next(b for b in at.button if b.key == f"stop_{other.id}").click().run()
+    assert not at.exception, at.exception
+    assert other.view().state == "stopped"
+
+
+@pytest.mark.slow
+def test_compare_trains_the_preset_side_by_side_queued_beyond_the_limit(models, monkeypatch):
+    monkeypatch.setenv("HCL_MAX_JOBS", "2")
+    st.cache_resource.clear()
+    at = open_page({**TINY_LINK, "epochs": "1"})
+    assert at.selectbox(key="cmp_preset").value == "Four losses"
+    next(b for b in at.button if "Train 4 runs side by side" in b.label).click().run()
+    assert not at.exception, at.exception
+    from ui.comparison import job_queue
+
+    tickets = job_queue().tickets(at.session_state["comparison"])
+    assert [t.config.loss for t in tickets] == ["info_nce", "hcl", "supcon", "hard_supcon"]
+    most = 0
+
+    def all_done() -> bool:
+        nonlocal most
+        jobs = ui.job_manager().jobs()
+        most = max(most, sum(j.active for j in jobs))
+        return all(t.job_id is not None for t in tickets) and not any(j.active for j in jobs)
+
+    wait_for(all_done, timeout=150)
+    assert most <= 2
+    at.run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "state" in d.value.columns)
+    assert list(table["state"].str.startswith("finished")) == [True] * 4
+    assert "compare?runs=" in texts(at)

@@ -1,19 +1,19 @@
-"""The Negatives page's numbers and figures (hcl_core.plots.negatives), on synthetic batches."""
+"""The Negatives page's figures (hcl_core.plots.negatives), from real binned statistics."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import hcl_core.analysis.negatives as an
 import hcl_core.plots.negatives as neg
 from hcl_core.registry import LOSSES
 
-N, D, K = 60, 16, 5  # samples, dimensions, classes: 120 anchors, 118 candidates each
+N, D, K = 60, 16, 5
 
 
 @pytest.fixture(scope="module")
 def clustered():
-    """Two views of N samples around K class centres: same-class views are the most similar ones."""
     g = np.random.default_rng(0)
     labels = np.arange(N) % K
     centres = g.normal(size=(K, D))
@@ -21,82 +21,90 @@ def clustered():
     return base + 0.2 * g.normal(size=(N, D)), base + 0.2 * g.normal(size=(N, D)), labels
 
 
-def test_weight_stats_counts_every_pair_and_splits_by_class(clustered):
+def all_stats(clustered, beta: float) -> list:
     z1, z2, labels = clustered
-    s = neg.weight_stats(z1, z2, labels, loss="hcl", tau=0.5, beta=1.0)
-    n = 2 * N - 2
-    same_per_anchor = 2 * (N // K) - 2  # both views of the other samples of its class
-    assert s.n_candidates == n
-    assert s.counts_same.sum() == 2 * N * same_per_anchor
-    assert s.counts_other.sum() == 2 * N * (n - same_per_anchor)
-    assert s.same_share == pytest.approx(same_per_anchor / n)
-    assert s.edges[0] == neg.LOG_FLOOR and s.edges[-1] >= np.log10(n)
-    assert 0 < s.same_mass < 1 and 1 <= s.n_eff <= n
+    return [an.negative_stats(z1, z2, labels, loss=loss, tau=0.5, beta=beta, tau_plus=0.1) for loss in LOSSES]
 
 
-def test_identical_views_give_uniform_weights():
-    z = np.ones((N, D))
-    labels = np.arange(N) % K
-    s = neg.weight_stats(z, z, labels, loss="info_nce", tau=0.5)
-    assert s.n_eff == pytest.approx(2 * N - 2, rel=1e-4)
-    assert s.same_mass == pytest.approx(s.same_share, rel=1e-4)
-    centres = (s.edges[:-1] + s.edges[1:]) / 2
-    assert abs(centres[np.argmax(s.counts_other)]) < neg.BIN_WIDTH  # all at n * w = 1
+def titles(fig) -> list[str]:
+    return [a.text for a in fig.layout.annotations if a.xref == "paper"]
 
 
-def test_hard_supcon_puts_no_weight_on_its_own_class(clustered):
-    z1, z2, labels = clustered
-    s = neg.weight_stats(z1, z2, labels, loss="hard_supcon", tau=0.5, beta=3.0)
-    assert s.same_mass == 0 and s.zero_same == s.counts_same.sum() > 0
-    mass, n_eff = neg.beta_sweep(z1, z2, labels, loss="hard_supcon", tau=0.5)
-    assert mass.shape == n_eff.shape == neg.BETA_GRID.shape and not mass.any()
-
-
-def test_beta_is_ignored_by_losses_without_it(clustered):
-    z1, z2, labels = clustered
-    a = neg.weight_stats(z1, z2, labels, loss="supcon", tau=0.5, beta=7.0)
-    b = neg.weight_stats(z1, z2, labels, loss="supcon", tau=0.5, beta=0.0)
-    assert a.beta == 0 and a.same_mass == b.same_mass and np.array_equal(a.counts_same, b.counts_same)
-    mass, _ = neg.beta_sweep(z1, z2, labels, loss="info_nce", tau=0.5)
-    assert np.ptp(mass) == 0
-
-
-def test_hcl_tilt_moves_weight_to_false_negatives(clustered):
-    z1, z2, labels = clustered
-    mass, n_eff = neg.beta_sweep(z1, z2, labels, loss="hcl", tau=0.5, betas=[0.0, 1.0, 3.0, 10.0])
-    base = neg.weight_stats(z1, z2, labels, loss="info_nce", tau=0.5)
-    assert mass[0] == pytest.approx(base.same_mass, abs=1e-6)  # β = 0 is InfoNCE's weighting
-    assert np.all(np.diff(mass) > 0) and np.all(np.diff(n_eff) < 0)
-
-
-def test_histogram_figure_panels_legend_and_hscl_note(clustered):
-    z1, z2, labels = clustered
-    stats = [neg.weight_stats(z1, z2, labels, loss=loss, tau=0.5, beta=2.0) for loss in LOSSES]
-    fig = neg.weight_histogram_figure(stats)
-    titles = [a.text for a in fig.layout.annotations if a.xref == "paper"]
-    assert len(titles) == 6 and titles[2].startswith("<b>HCL</b> · β=2") and "same-class" in titles[2]
+@pytest.mark.parametrize("view", an.VIEWS)
+def test_each_view_has_a_panel_per_loss_and_states_its_formula(clustered, view):
+    stats = all_stats(clustered, 2.0)
+    fig = neg.negatives_figure(stats, view)
+    assert len(titles(fig)) == 6 and titles(fig)[2].startswith("<b>HCL</b> · β=2")
     names = [(t.name, t.showlegend) for t in fig.data]
     assert names.count(("other class (true negatives)", True)) == 1
     assert names.count(("same class (false negatives)", True)) == 1
-    assert len(fig.data) == 11  # 6 other-class + 5 same-class bars: H-SCL has none to draw
-    assert any("weight 0" in (a.text or "") for a in fig.layout.annotations)
-    low, high = neg.x_range(stats)
-    assert fig.layout.xaxis.range == (low, high) and neg.LOG_FLOOR <= low < 0 < high
-    assert "1" in fig.layout.xaxis.ticktext
-    with pytest.raises(ValueError):
-        neg.weight_histogram_figure([])
+    layout = fig.layout.to_plotly_json()
+    x_titles = {v["title"]["text"] for k, v in layout.items() if k.startswith("xaxis") and "title" in v}
+    assert x_titles == {neg._short_axis(view)}
+    formula = {"importance": "e^(β·s", "share": "e^((1+β)", "gradient": "∂L/∂s"}[view]
+    assert formula in neg.VIEW_AXIS[view] and formula in neg._short_axis(view)
+    # y: the same fixed log range everywhere, x: the view's fixed range
+    assert {tuple(fig.layout[f"yaxis{neg._axis(i)}"].range) for i in range(6)} == {(-2.0, 2.0)}
+    edges = stats[0].views[view]["other"].edges
+    assert {tuple(fig.layout[f"xaxis{neg._axis(i)}"].range) for i in range(6)} == {(edges[0], edges[-1])}
+
+
+def test_importance_and_share_show_hscl_same_class_as_not_negatives(clustered):
+    stats = all_stats(clustered, 2.0)
+    for view in ("importance", "share"):
+        fig = neg.negatives_figure(stats, view)
+        assert len(fig.data) == 11  # 6 other-class + 5 same-class groups: H-SCL has no same-class negatives
+        assert any("not negatives" in (a.text or "") for a in fig.layout.annotations)
+    grad = neg.negatives_figure(stats, "gradient")
+    assert len(grad.data) == 12  # every loss does something to its same-class candidates
+    assert "pulled closer" in titles(grad)[5] and "same-class" in titles(grad)[5]
+
+
+def test_losses_without_beta_do_not_move_when_beta_moves(clustered):
+    a, b = all_stats(clustered, 0.5), all_stats(clustered, 8.0)
+    for view in an.VIEWS:
+        fa, fb = neg.negatives_figure(a, view), neg.negatives_figure(b, view)
+        for i, loss in enumerate(LOSSES):
+            same_axes = fa.layout[f"xaxis{neg._axis(i)}"].range == fb.layout[f"xaxis{neg._axis(i)}"].range
+            assert same_axes
+            bars_a = [list(t.y) for t in fa.data if t.xaxis == f"x{neg._axis(i)}"]
+            bars_b = [list(t.y) for t in fb.data if t.xaxis == f"x{neg._axis(i)}"]
+            assert (bars_a == bars_b) == (not LOSSES[loss].tilts), (view, loss)
+
+
+def test_small_values_are_a_note_not_a_spike(clustered):
+    z1, z2, labels = clustered
+    s = an.negative_stats(z1, z2, labels, loss="hcl", tau=0.1, beta=10.0)
+    h = s.views["importance"]["other"]
+    assert h.below > 0.2 * h.total  # at β = 10 most weights are tiny ...
+    fig = neg.negatives_figure([s], "importance")
+    bars = [t for t in fig.data if t.name.startswith("other")][0]
+    # ... and they are left out of the bars (which sum to the drawn share only), not piled into the first bin
+    assert sum(bars.y) == pytest.approx(100 * h.counts.sum() / h.total)
+    assert bars.y[0] < 10
+    assert any("not drawn" in (a.text or "") and "below 10⁻⁴" in a.text for a in fig.layout.annotations)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="view"):
+        neg.negatives_figure([], "weights")
+    with pytest.raises(ValueError, match="at least one"):
+        neg.negatives_figure([], "share")
 
 
 def test_beta_sweep_figure_lines_markers_and_references():
-    betas = neg.BETA_GRID
-    mass = {"info_nce": np.full(len(betas), 0.2), "hcl": np.linspace(0.2, 0.6, len(betas))}
-    n_eff = {"info_nce": np.full(len(betas), 100.0), "hcl": np.linspace(100, 10, len(betas))}
-    fig = neg.beta_sweep_figure(betas, mass, n_eff, preview_beta=2.5, same_share=0.1, n_candidates=118)
+    betas = an.BETA_GRID
+    flat = an.SweepCurves(betas, np.full(len(betas), 0.2), np.full(len(betas), 100.0), np.zeros(len(betas)))
+    tilted = an.SweepCurves(betas, np.linspace(0.2, 0.6, len(betas)), np.linspace(100, 10, len(betas)),
+                            np.linspace(0, 0.9, len(betas)))
+    fig = neg.beta_sweep_figure({"info_nce": flat, "hcl": tilted}, preview_beta=2.5, same_share=0.1, n_candidates=118)
     assert [(t.name, t.showlegend, t.xaxis) for t in fig.data] == [
         ("UCL / SimCLR (no β)", True, "x"), ("HCL", True, "x"), ("UCL / SimCLR (no β)", False, "x2"),
-        ("HCL", False, "x2")]
+        ("HCL", False, "x2"), ("UCL / SimCLR (no β)", False, "x3"), ("HCL", False, "x3")]
     assert fig.data[0].line.dash == "dash" and fig.data[1].line.dash == "solid"
+    assert list(fig.data[5].y) == pytest.approx(tilted.pulled.tolist())
     assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis.tickformat == ".0%"
-    assert sum(1 for s in fig.layout.shapes if s.x0 == 2.5) == 2  # the preview marker in both panels
+    assert tuple(fig.layout.yaxis3.range) == (0, 1.02)
+    assert sum(1 for s in fig.layout.shapes if s.x0 == 2.5) == 3  # the preview marker in every panel
     assert {s.y0 for s in fig.layout.shapes if s.y0 == s.y1} == {0.1, 118}
     assert "cos/τ" in fig.layout.xaxis.title.text

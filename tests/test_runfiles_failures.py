@@ -281,9 +281,9 @@ def test_a_worker_terminated_from_outside_is_recorded_as_stopped(jobs):
 
 
 @pytest.mark.slow
-def test_a_reloaded_tab_re_attaches_to_its_own_job_and_any_tab_can_stop_the_others(tmp_path, monkeypatch):
-    """Two tabs of the Train page start a job each; the first tab, reloaded, shows its own job (not
-    the newer one), lists the other with a Stop button, and stops it."""
+def test_a_reloaded_tab_shows_its_own_job_and_any_tab_can_stop_the_others(tmp_path, monkeypatch):
+    """Two tabs of the Train page start a job each; the first tab, reloaded (its URL holds its
+    configuration), shows its own job, not the newer one, and stops the other from its list."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
@@ -304,20 +304,20 @@ def test_a_reloaded_tab_re_attaches_to_its_own_job_and_any_tab_can_stop_the_othe
             next(b for b in at.button if "Start" in b.label).click().run()
             assert not at.exception, at.exception
             tabs.append(at)
-        first, second = (ui.job_manager().find(at.query_params["job"]) for at in tabs)
-        assert first is not None and second is not None and first is not second
+        first, second = (next(j for j in ui.job_manager().jobs() if j.config.seed == seed) for seed in (1, 2))
         _until(lambda: first.view().step > 0 and second.view().step > 0)
+        assert ui.job_manager().latest() is second
         reloaded = AppTest.from_file(page, default_timeout=60)
         reloaded.query_params.update(dict(tabs[0].query_params))
         reloaded.run()
         assert not reloaded.exception, reloaded.exception
-        assert reloaded.query_params["job"] == first.token and reloaded.session_state["cfg_seed"] == 1
-        stops = [b for b in reloaded.button if b.key and b.key.endswith(second.token)]
-        assert len(stops) == 1, [b.key for b in reloaded.button]
-        stops[0].click().run()
+        assert reloaded.session_state["shown_job"] == first.id
+        stop = [b for b in reloaded.button if b.key == f"stop_{second.id}"]
+        assert len(stop) == 1, [b.key for b in reloaded.button]
+        stop[0].click().run()
         assert not reloaded.exception, reloaded.exception
         assert second.view().state == "stopped" and first.active
-        assert not [b for b in reloaded.button if b.key and b.key.endswith(second.token)]
+        assert [i.token for i in ui.job_manager().active()] == [first.token]
     finally:
         ui.job_manager().shutdown()
         st.cache_resource.clear()

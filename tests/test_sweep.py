@@ -15,24 +15,22 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from hcl_core.cli import main
+from hcl_core.backends import ResourcePlan, land, plan_resources, run_task, threads_per_worker
+from hcl_core.cli import main, sweep_command
 from hcl_core.config import RunConfig
 from hcl_core.plots.sweep import beta_curve_figure
 from hcl_core.store import list_runs, load_run
 from hcl_core.sweep import (
     MANIFEST,
     SweepError,
-    _land,
     expand_grid,
     find_sweeps,
+    grid_base,
     load_sweep,
     parse_list,
-    run_task,
     summarize,
     summary_csv,
     summary_markdown,
-    sweep_command,
-    threads_per_worker,
 )
 
 ALL_LOSSES = ("info_nce", "dcl", "hcl", "supcon", "hard_supcon")
@@ -65,6 +63,21 @@ def test_grid_errors_name_the_flag():
         expand_grid(RunConfig(), ("hcl",), (1.0,), (-1,))
 
 
+def test_a_field_the_first_loss_ignores_still_reaches_the_losses_that_read_it():
+    """info_nce normalises tau_plus and detach_weights away; hcl after it must still get the user's values."""
+    given = {"tau_plus": "0.2", "detach_weights": True, "epochs": "3"}  # flags, as text
+    configs = expand_grid(given, ("info_nce", "hcl"), (1.0,), (0,))
+    assert [(c.loss, c.tau_plus, c.detach_weights, c.epochs) for c in configs] == [
+        ("info_nce", 0.0, False, 3), ("hcl", 0.2, True, 3)]
+    base = grid_base(configs)
+    assert base["tau_plus"] == 0.2 and base["detach_weights"] is True and "loss" not in base
+    command = sweep_command({"losses": ["info_nce", "hcl"], "betas": [1.0], "seeds": [0], "base_config": base})
+    assert command.endswith("--seeds 0 --tau-plus 0.2 --detach-weights --epochs 3")
+    # a field no loss of the grid reads keeps its default: the command does not carry it
+    assert "tau-plus" not in sweep_command({"losses": ["info_nce"], "betas": [0.0], "seeds": [0],
+                                            "base_config": grid_base(expand_grid({}, ("info_nce",), (0.0,), (0,)))})
+
+
 def test_parse_list_keeps_order_and_drops_duplicates():
     assert parse_list(" 1, 0.5,1 ,2", "--betas", float) == (1.0, 0.5, 2.0)
     assert parse_list("0,2.0,2", "--seeds", int) == (0, 2)
@@ -73,6 +86,27 @@ def test_parse_list_keeps_order_and_drops_duplicates():
                                 ("1.5", int, "'1.5' is not a whole number"), ("inf", float, "finite")):
         with pytest.raises(SweepError, match=message):
             parse_list(text, "--flag", kind)
+
+
+def test_resources_per_run_follow_the_backend_and_the_device():
+    assert plan_resources("local", workers=2, threads=0) == ResourcePlan(threads=threads_per_worker(2),
+                                                                         cpus=threads_per_worker(2), gpus=0.0)
+    assert plan_resources("ray") == ResourcePlan(threads=1, cpus=1.0, gpus=0.0)
+    assert plan_resources("ray", cpus_per_run="2.5", gpus_per_run="0.25") == ResourcePlan(2, 2.5, 0.25)
+    assert plan_resources("ray", threads=4) == ResourcePlan(4, 4.0, 0.0)
+    assert plan_resources("ray", devices={"cuda"}) == ResourcePlan(1, 1.0, 1.0)  # a CUDA run asks for a GPU
+    for kwargs, message in (
+        (dict(backend="local", gpus_per_run="1"), "--gpus-per-run is only used with --backend ray"),
+        (dict(backend="local", cpus_per_run="2"), "--cpus-per-run is only used with --backend ray"),
+        (dict(backend="ray", cpus_per_run="0"), "--cpus-per-run must be a number > 0"),
+        (dict(backend="ray", gpus_per_run="-1"), "--gpus-per-run must be a number >= 0"),
+        (dict(backend="ray", gpus_per_run="nan"), "--gpus-per-run must be a number >= 0"),
+        (dict(backend="ray", gpus_per_run="1.5"), "above 1 must be a whole number"),
+        (dict(backend="ray", gpus_per_run="0", devices={"cuda"}), "--device cuda with --backend ray needs"),
+        (dict(backend="spark"), "backend must be one of local, ray"),
+    ):
+        with pytest.raises(SweepError, match=message):
+            plan_resources(**kwargs)
 
 
 def test_threads_per_worker_never_oversubscribes():
@@ -120,6 +154,12 @@ def test_summary_mean_and_sample_std_over_seeds():
     assert table[0]["beta"] == "" and table[2]["beta"] == "1.0"
     assert float(table[2]["linear_probe_acc_mean"]) == pytest.approx(0.8)
     assert table[1]["linear_probe_acc_std"] == ""  # NaN is an empty cell
+
+    # a value that is not a finite number is left out of the statistics, like a missing one
+    odd = summarize(runs[:3] + [fake_run("hcl", 1.0, 9, linear_probe_acc=math.inf, knn_acc="0.9")],
+                    metrics=("linear_probe_acc", "knn_acc"))
+    assert odd[0]["n"] == 4 and odd[0]["linear_probe_acc_mean"] == pytest.approx(0.8)
+    assert odd[0]["knn_acc_std"] == pytest.approx(0.0)
 
     md = summary_markdown(rows, metrics=("linear_probe_acc", "knn_acc")).splitlines()
     assert md[0] == "| loss | beta | seeds | linear probe | kNN |"
@@ -198,7 +238,7 @@ def test_tiny_sweep_writes_runs_summary_and_json(tiny_sweep):
     assert float(table[2]["knn_acc_std"]) == pytest.approx(abs(accs[0] - accs[1]) / math.sqrt(2))
     # Markdown, also printed before the JSON line
     md = (folder / "summary.md").read_text(encoding="utf-8")
-    assert md.splitlines()[0].startswith("| loss | beta | seeds | linear probe | kNN | few-shot |")
+    assert md.splitlines()[0].startswith("| loss | beta | seeds | linear probe | kNN | few-shot probe |")
     assert len(md.splitlines()) == 2 + 3 and md in tiny_sweep["stdout"]
     # the progress on stderr counts runs
     assert "[6/6]" in tiny_sweep["stderr"] and "sweep of 6 runs" in tiny_sweep["stderr"]
@@ -277,6 +317,10 @@ def test_sweep_view_without_sweeps_says_how_to_start_one(tmp_path, app_env):
     (["--address", "auto"], "--address is only used with --backend ray"),
     (["--loss", "hcl"], "unrecognized arguments"),  # loss/beta/seed come from --losses/--betas/--seeds
     (["--sweep-name", "../up"], "--sweep-name"),
+    (["--gpus-per-run", "1"], "--gpus-per-run is only used with --backend ray"),
+    (["--backend", "ray", "--gpus-per-run", "x"], "--gpus-per-run must be a number >= 0"),
+    (["--backend", "ray", "--device", "cuda", "--gpus-per-run", "0"], "needs --gpus-per-run > 0"),
+    (["--retries", "-1"], "must be a whole number >= 0"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path, capsys):
     try:
@@ -308,7 +352,7 @@ def test_a_task_that_cannot_see_the_folder_ships_the_run_back(tmp_path):
     result = run_task(config, str(tmp_path / "not-on-this-node"), marker="abc123")
     assert result["state"] == "finished" and isinstance(result["bundle"], bytes)
     assert not (tmp_path / "not-on-this-node").exists()
-    landed = _land(result, folder)
+    landed = land(result, folder)
     assert "bundle" not in landed
     run = load_run(landed["run_dir"])
     assert run.path.parent == folder and run.config.loss == "hcl" and run.snapshot_epochs() == [0, 1]

@@ -10,17 +10,19 @@ import torch
 
 from hcl_core.config import RunConfig
 from hcl_core.losses import h_ucl, hard_supcon, info_nce, negative_weights, same_class_mass
-from hcl_core.plots.theory import bound_figure, gap_figure, negatives_figure
+from hcl_core.plots.theory import H_SCL_NAMES, bound_figure, gap_figure, negatives_figure
 from hcl_core.store import load_run
 from hcl_core.theory import (
     DEFAULT_BETAS,
     TheoryCurves,
+    compare_variants,
     describe,
     negatives_curves,
     positive_gap,
     run_curves,
     snapshot_arrays,
     theory_curves,
+    verdict_table,
 )
 from hcl_core.train import train
 
@@ -49,8 +51,12 @@ def test_numbers_are_the_library_losses():
     z1, z2, y = random_batch()
     betas = (0.0, 0.5, 2.0, 8.0)
     c = theory_curves(z1, z2, y, tau=TAU, betas=betas)
+    assert c.positives == "all" and c.h_scl is c.h_scl_all
     for k, b in enumerate(betas):
         assert c.h_scl[k] == pytest.approx(float(hard_supcon(z1, z2, y, tau=TAU, beta=b)), abs=1e-12)
+        partner = float(hard_supcon(z1, z2, y, tau=TAU, beta=b, positives="partner"))
+        assert c.h_scl_partner[k] == pytest.approx(partner, abs=1e-12)
+        assert c.variant("partner").h_scl[k] == c.h_scl_partner[k]
         assert c.h_ucl[k] == pytest.approx(float(h_ucl(z1, z2, tau=TAU, beta=b)), abs=1e-12)
         share = same_class_mass(negative_weights(z1, z2, y, loss="h_ucl", tau=TAU, beta=b)).mean()
         assert c.same_class_share[k] == pytest.approx(float(share), abs=1e-12)
@@ -73,6 +79,7 @@ def test_hardening_never_lowers_a_loss():
     for seed in range(3):
         c = theory_curves(*random_batch(seed=seed), tau=TAU, betas=DEFAULT_BETAS, diagnostics=False)
         assert np.all(np.diff(c.h_scl) >= -1e-9) and np.all(np.diff(c.h_ucl) >= -1e-9)
+        assert np.all(np.diff(c.h_scl_partner) >= -1e-9)
         assert np.all(c.h_ucl >= c.ucl - 1e-9)
         assert np.isnan(c.same_class_share).all()
 
@@ -84,6 +91,7 @@ def test_tight_labelled_clusters_satisfy_the_bound():
     assert abs(c.positive_gap) < 0.1  # a same-class view is as close as the partner
     assert c.same_class_share[-1] > c.same_class_share[0] > 0.5  # hardness piles weight on them
     assert "holds at every β" in describe(c)
+    assert c.variant("partner").holds.all()  # the authors' check agrees here
 
 
 def test_labels_unrelated_to_the_geometry_break_the_bound():
@@ -106,9 +114,10 @@ def test_positive_gap_by_hand():
     assert math.isnan(positive_gap(z1, z2, torch.tensor([0, 1]), 0.5))  # no second same-class view
 
 
-def hand_curves(h_ucl_values) -> TheoryCurves:
+def hand_curves(h_ucl_values, partner=None) -> TheoryCurves:
     b = np.array([0.0, 1.0, 2.0, 3.0])
-    return TheoryCurves(b, np.ones(4), np.array(h_ucl_values, dtype=float), 0.8, np.full(4, 0.2), 0.3,
+    partner = np.full(4, 0.5) if partner is None else np.array(partner, dtype=float)
+    return TheoryCurves(b, np.ones(4), partner, np.array(h_ucl_values, dtype=float), 0.8, np.full(4, 0.2), 0.3,
                         TAU, 16, 2)
 
 
@@ -122,6 +131,27 @@ def test_crossings_segments_and_reading():
     assert "UCL = 0.800 is below H-SCL at every β" in text
     back = hand_curves([1.2, 0.9, 1.1, 0.8])  # holds, fails, holds, fails: three crossings
     assert len(back.crossings()) == 3 and [s[2] for s in back.segments()] == [True, False, True, False]
+
+
+def test_the_partner_variant_has_its_own_verdicts_and_reading():
+    c = hand_curves([0.5, 0.9, 1.1, 1.3], partner=[0.4, 0.5, 0.6, 0.7])  # partner-only below H-UCL throughout
+    p = c.variant("partner")
+    assert p.holds.all() and not c.holds.all() and p.variant("all") == c
+    assert "the partner as the only positive" in describe(p) and "holds at every β" in describe(p)
+    assert "every same-class view a positive" in describe(c)
+    assert compare_variants(c).startswith("The bound holds at 4 of 4 β values with the authors' own check")
+    assert "one of definition" in compare_variants(c)
+    with pytest.raises(ValueError, match="positives"):
+        c.variant("some")
+
+
+def test_verdict_table_counts_both_variants():
+    c = hand_curves([0.5, 0.9, 1.1, 1.3], partner=[0.4, 0.5, 0.6, 0.7])
+    table = verdict_table({"HCL, β = 1": [c, c]}).splitlines()
+    assert table[0].startswith("| trained with | β=0: partner / all")
+    row = table[2].split(" | ")
+    assert row[1] == "2/2 / 0/2" and row[3] == "2/2 / 2/2"  # β = 0: only partner holds; β = 2: both
+    assert row[5] == f"{0.9 - 0.5:+.3f}" and row[6] == f"{0.9 - 1.0:+.3f}"  # margins at β = 1
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -159,6 +189,8 @@ def test_negatives_curves_sub_batches():
     assert nc.h_ucl_mean[-1] == pytest.approx(full.h_ucl[0])
     assert np.all((nc.holds_share >= 0) & (nc.holds_share <= 1))
     assert nc.gap_mean[-1] == pytest.approx(full.gap[0]) and nc.gap_std[-1] == 0.0
+    assert nc.partner_gap_mean[-1] == pytest.approx(full.variant("partner").gap[0]) and nc.partner_gap_std[-1] == 0
+    assert np.all((nc.partner_holds_share >= 0) & (nc.partner_holds_share <= 1))
     assert nc.h_ucl_mean[0] < nc.h_ucl_mean[-1]  # more negatives, larger loss (about log of their number)
     with pytest.raises(ValueError, match="no usable size"):
         negatives_curves(z1, z2, y, beta=1.0, tau=TAU, sizes=(1000,))
@@ -166,16 +198,23 @@ def test_negatives_curves_sub_batches():
 
 def test_figures():
     c = theory_curves(*random_batch(), tau=TAU, betas=(0.0, 1.0, 2.0))
-    fig = bound_figure(c)
-    names = [t.name for t in fig.data]
-    assert names[:3] == ["H-SCL (hard supervised)", "H-UCL (hard unsupervised)", "UCL (InfoNCE), no β"]
-    assert list(fig.data[0].y) == pytest.approx(c.h_scl.tolist())
-    assert len(fig.layout.shapes) == len(c.segments()) + len(c.crossings())
-    gap = gap_figure({0: c, 5: c})
+    for positives, other in (("all", "partner"), ("partner", "all")):
+        v = c.variant(positives)
+        fig = bound_figure(v)
+        names = [t.name for t in fig.data]
+        assert names[:4] == [H_SCL_NAMES[positives], "H-UCL (hard unsupervised)", H_SCL_NAMES[other],
+                             "UCL (InfoNCE), no β"]
+        assert list(fig.data[0].y) == pytest.approx(v.h_scl.tolist())
+        assert list(fig.data[2].y) == pytest.approx(v.variant(other).h_scl.tolist())
+        assert len(fig.layout.shapes) == len(v.segments()) + len(v.crossings())
+        assert H_SCL_NAMES[positives] in fig.layout.title.text
+    gap = gap_figure({0: c, 5: c}, positives="partner")
     assert [t.name for t in gap.data] == ["epoch 0", "epoch 5"]
+    assert list(gap.data[0].y) == pytest.approx(c.variant("partner").gap.tolist())
     nc = negatives_curves(*random_batch(), beta=1.0, tau=TAU, sizes=(8, 48), draws=2)
     neg = negatives_figure(nc)
-    assert list(neg.data[0].x) == [14, 94] and list(neg.data[0].y) == pytest.approx(nc.gap_mean.tolist())
+    assert list(neg.data[0].x) == [14, 94] and list(neg.data[0].y) == pytest.approx(nc.partner_gap_mean.tolist())
+    assert list(neg.data[1].y) == pytest.approx(nc.gap_mean.tolist())
 
 
 def test_on_a_real_run(tmp_path):

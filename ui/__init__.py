@@ -1,4 +1,4 @@
-"""Streamlit helpers shared by the pages: the job manager and the job list, run pickers, cached run files.
+"""Streamlit helpers shared by the pages: the job manager, run pickers, cached run files.
 
 Everything heavy is cached: the job manager is one object for all sessions
 (``st.cache_resource``); run lists, snapshots, evaluation inputs and event-log histories are
@@ -15,27 +15,22 @@ import streamlit as st
 
 from hcl_core import store
 from hcl_core.config import RunConfig
-from hcl_core.jobs import Job, JobInfo, JobManager
+from hcl_core.jobs import JobManager
 from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunHistory, list_runs, load_run
 
 __all__ = [
     "FIRST_POINT_REFRESH_S",
-    "JOB_PARAM",
     "LIVE_REFRESH_S",
     "all_runs",
     "config_label",
     "eval_inputs",
-    "forget_job",
     "job_manager",
     "load_eval_inputs",
     "load_snapshot",
     "models_root",
-    "own_job",
     "pick_run",
     "reload_run",
-    "remember_job",
-    "render_active_jobs",
     "run_history",
     "run_label",
     "runs_with_warnings",
@@ -48,8 +43,6 @@ __all__ = [
 LIVE_REFRESH_S = 2.0
 #: The refresh while a started job has not shown its first loss point (seconds at most).
 FIRST_POINT_REFRESH_S = 0.5
-#: The URL parameter holding the token of the job this tab started (``?job=...``).
-JOB_PARAM = "job"
 
 
 def models_root() -> Path:
@@ -57,7 +50,7 @@ def models_root() -> Path:
 
 
 # ------------------------------------------------------------------------------------------
-# jobs: one manager for every tab; each tab finds its own job by the token in its URL
+# jobs: one manager for every tab
 # ------------------------------------------------------------------------------------------
 
 
@@ -65,24 +58,6 @@ def models_root() -> Path:
 def job_manager() -> JobManager:
     """One job manager per app process: every tab and rerun sees the same jobs."""
     return JobManager(models_root(), max_active=int(os.environ.get("HCL_MAX_JOBS", "2")))
-
-
-def own_job(manager: JobManager | None = None) -> Job | None:
-    """The job this tab started (its token in the URL), if this app process still knows it.
-
-    A reloaded tab keeps its URL, so it finds its own job again, whichever jobs other tabs
-    started since.
-    """
-    return (manager or job_manager()).find(st.query_params.get(JOB_PARAM))
-
-
-def remember_job(job: Job) -> None:
-    """Put ``job``'s token in this tab's URL (call it from Start's callback)."""
-    st.query_params[JOB_PARAM] = job.token
-
-
-def forget_job() -> None:
-    st.query_params.pop(JOB_PARAM, None)
 
 
 def config_label(c: RunConfig) -> str:
@@ -95,30 +70,6 @@ def config_label(c: RunConfig) -> str:
         parts.append(f"τ⁺={c.tau_plus:g}")
     parts.append(f"seed {c.seed}")
     return " · ".join(parts)
-
-
-def _job_line(info: JobInfo) -> str:
-    where = f"step {info.step}/{info.total_steps}" if info.total_steps else "starting"
-    return f"{config_label(info.config)} · {info.config.dataset} · {where} · {info.state}"
-
-
-def _stop_job(token: str) -> None:
-    job_manager().stop(token, timeout=1.0)
-
-
-def render_active_jobs(*, exclude: str | None = None, key: str = "jobs") -> list[JobInfo]:
-    """Every job training in this app, whichever tab started it, each with a Stop button.
-
-    ``exclude``: a token left out (the job the page shows on its own). Returns the jobs listed.
-    """
-    infos = [i for i in job_manager().active() if i.token != exclude]
-    for info in infos:
-        left, right = st.columns([6, 1], vertical_alignment="center")
-        left.progress(info.progress, text=_job_line(info))
-        right.button("■ Stop", key=f"{key}_stop_{info.token}", on_click=_stop_job, args=(info.token,),
-                     width="stretch", disabled=info.state == "stopping",
-                     help="Stops this run within a second; everything it trained so far is kept.")
-    return infos
 
 
 # ------------------------------------------------------------------------------------------

@@ -24,14 +24,15 @@ from hcl_core.sweep import (
     summary_csv,
 )
 from ui import models_root
+from ui.sweep_launch import render_sweep_launcher, sweep_runner
 
 _EXAMPLE = ("python -m hcl_core sweep --dataset digits --losses info_nce,dcl,hcl,supcon,hard_supcon "
             "--betas 0,0.5,1,2,4 --seeds 0,1,2 --epochs 30")
 
 
-@st.cache_data(ttl=5, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=2, max_entries=8, show_spinner=False)
 def _load(path: str) -> tuple[list[dict], int, dict]:
-    """``(summary rows, number of run folders, manifest)`` of one sweep folder (re-read every 5 s)."""
+    """``(summary rows, number of run folders, manifest)`` of one sweep folder (re-read every 2 s)."""
     runs, rows = load_sweep(path)
     return rows, len(runs), read_manifest(path)
 
@@ -44,12 +45,24 @@ def _label(path: Path, manifest: dict) -> str:
 
 
 def render_sweep_section(root: str | Path | None = None) -> None:
-    """Pick a sweep under ``root`` (default: the models root), show its summary, beta curves and CSV."""
+    """Start a sweep; pick one under ``root`` (default: the models root), show its summary, β curves and CSV.
+
+    While the chosen sweep runs, the section refreshes itself every 2 s.
+    """
     st.subheader("Sweeps: accuracy against hardness")
+    render_sweep_launcher()
+    running = any(launch.active for launch in sweep_runner().launches())
+    st.session_state["sweep_view_running"] = running
+    st.fragment(run_every=2.0 if running else None)(_sweep_body)(root)
+
+
+def _sweep_body(root: str | Path | None) -> None:
+    if any(launch.active for launch in sweep_runner().launches()) != st.session_state.get("sweep_view_running"):
+        st.rerun(scope="app")  # a sweep started or ended: redraw with the right refresh
     sweeps = find_sweeps(root if root is not None else models_root())
     if not sweeps:
-        st.info("No sweeps yet. A sweep trains a grid of losses × β × seeds and lands here; start one "
-                f"in a terminal (a few minutes on digits):\n\n`{_EXAMPLE}`")
+        st.info("No sweeps yet. A sweep trains a grid of losses × β × seeds and lands here: start one above, "
+                f"or in a terminal (a few minutes on digits):\n\n`{_EXAMPLE}`")
         return
     manifests = {str(p): read_manifest(p) for p in sweeps}
     chosen = st.selectbox("Sweep", [str(p) for p in sweeps], key="sweep_view_folder",
@@ -61,7 +74,9 @@ def render_sweep_section(root: str | Path | None = None) -> None:
         st.error(f"This sweep could not be read: {e}")
         return
     if manifest.get("state") == "running":
-        st.caption(f"Still running: {len(manifest.get('runs', []))} of {manifest.get('total', '?')} runs are back.")
+        back, total = len(manifest.get("runs", [])), manifest.get("total", 0)
+        st.progress(back / total if total else 0.0, text=f"Still running: {back} of {total or '?'} runs are back "
+                                                         "(refreshes by itself).")
     if not any(r["n"] for r in rows):
         st.warning(f"{n_runs} run folders, but none has finished yet: nothing to summarise.")
         return

@@ -26,6 +26,7 @@ from .cifar import cifar10_files, cifar100_files, load_cifar10, load_cifar100
 from .idx import find_mnist_files, load_mnist_like
 from .image_folder import image_folder_dirs, load_image_folder
 from .splits import stratified_subset
+from .stl10 import load_stl10, stl10_files
 
 __all__ = ["clear_cache", "load_dataset"]
 
@@ -57,6 +58,7 @@ _LOADERS: dict[str, _Loader] = {
                              lambda root: list(find_mnist_files("fashion_mnist", root).values())),
     "cifar10": _Loader(load_cifar10, cifar10_files),
     "cifar100": _Loader(load_cifar100, cifar100_files),
+    "stl10": _Loader(lambda root, image_size: load_stl10(root, image_size), stl10_files, options=("image_size",)),
     # A directory's mtime changes when entries are added, removed or renamed in it.
     "image_folder": _Loader(lambda root, image_size: load_image_folder(root, image_size), image_folder_dirs,
                             options=("image_size",)),

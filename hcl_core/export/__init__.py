@@ -23,7 +23,8 @@ from ._common import ExportError
 _API: dict[str, str] = {
     **dict.fromkeys(("EncoderInfo", "encoder_info", "export_safetensors", "load_encoder"), "encoder"),
     **dict.fromkeys(("Embeddings", "export_npz", "export_projector", "load_embeddings"), "arrays"),
-    **dict.fromkeys(("FIGURE_FORMATS", "FigureExportError", "chromium_path", "figure_bytes"), "figures"),
+    **dict.fromkeys(("FIGURE_FORMATS", "FigureExportError", "chromium_path", "figure_bytes",
+                     "static_export_problem"), "figures"),
     **dict.fromkeys(("FORMATS", "add_arguments", "run"), "command"),
 }
 

@@ -16,7 +16,6 @@ this module does not load torch (``--help`` stays fast).
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ._common import ExportError
 
@@ -30,7 +29,6 @@ FORMATS = {
     "projector": "a folder for tensors.tsv and metadata.tsv, which the TensorBoard Embedding Projector loads",
     "npz": "a .npz file of a snapshot's features, labels and class names",
 }
-EXIT_USAGE = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,35 +47,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Do the export ``args`` ask for; 0 on success, 2 with one line on stderr for bad input."""
-    from ..store import RunFileError, find_run
+    """Do the export ``args`` ask for and print where it went.
+
+    Errors propagate: the command line turns them into one line and exit code 2
+    (:func:`hcl_core.errors.user_message`).
+    """
+    from ..store import find_run
 
     if args.epoch is not None and args.format not in ("projector", "npz"):
-        return _fail(f"--epoch picks a snapshot for --format projector or npz, not for {args.format}")
-    try:
-        found = find_run(args.run, args.out)
-        if args.format == "bundle":
-            from ..bundle import export_run
+        raise ExportError(f"--epoch picks a snapshot for --format projector or npz, not for {args.format}")
+    found = find_run(args.run, args.out)
+    if args.format == "bundle":
+        from ..bundle import export_run
 
-            dest = export_run(found.path, args.to)
-        elif args.format == "safetensors":
-            from .encoder import export_safetensors
+        dest = export_run(found.path, args.to)
+    elif args.format == "safetensors":
+        from .encoder import export_safetensors
 
-            dest = export_safetensors(found, args.to)
-        elif args.format == "projector":
-            from .arrays import export_projector
+        dest = export_safetensors(found, args.to)
+    elif args.format == "projector":
+        from .arrays import export_projector
 
-            dest = export_projector(found, args.to, epoch=args.epoch)
-        else:
-            from .arrays import export_npz
+        dest = export_projector(found, args.to, epoch=args.epoch)
+    else:
+        from .arrays import export_npz
 
-            dest = export_npz(found, args.to, epoch=args.epoch)
-    except (ExportError, RunFileError, OSError) as e:  # BundleError is a RunFileError
-        return _fail(str(e))
+        dest = export_npz(found, args.to, epoch=args.epoch)
     print(dest)
     return 0
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE

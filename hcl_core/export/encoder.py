@@ -105,15 +105,14 @@ def _input_shape(run: Run) -> tuple[int, ...]:
 
 
 def _architecture(config: RunConfig, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    model = _build(config.encoder, input_shape, config.hidden_dim, config.feature_dim, meta=True)
+    model = _meta_model(config.encoder, input_shape, config.hidden_dim, config.feature_dim)
     return {"encoder": config.encoder, "input_shape": list(input_shape), "hidden_dim": config.hidden_dim,
             "out_dim": config.feature_dim, "feature_size": model.feature_size}
 
 
-def _build(encoder: str, input_shape: tuple[int, ...], hidden_dim: int, out_dim: int, *,
-           meta: bool) -> ContrastiveModel:
-    """The model, on the meta device (shapes only, no memory) or for real on the CPU."""
-    with torch.device("meta") if meta else torch.device("cpu"):
+def _meta_model(encoder: str, input_shape: tuple[int, ...], hidden_dim: int, out_dim: int) -> ContrastiveModel:
+    """The model on torch's meta device: every shape, no memory. :func:`_fill` gives it its weights."""
+    with torch.device("meta"):
         return build_encoder(encoder, input_shape, hidden_dim=hidden_dim, out_dim=out_dim)
 
 
@@ -153,6 +152,8 @@ def _fill(model: ContrastiveModel, state: dict[str, Any], where: str) -> Contras
         if got.dtype.is_floating_point and not bool(torch.isfinite(got).all()):
             raise ExportError(f"{where}: {name} holds NaN or infinite values")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a tensor no state_dict holds
+        raise AssertionError("an encoder tensor was left without a value")
     return model
 
 
@@ -162,7 +163,7 @@ def _fill(model: ContrastiveModel, state: dict[str, Any], where: str) -> Contras
 
 
 def _is_encoder_file(run: Any) -> bool:
-    return isinstance(run, str | os.PathLike) and str(run).endswith(_SUFFIX) and Path(run).is_file()
+    return isinstance(run, str | os.PathLike) and str(run).endswith(_SUFFIX)
 
 
 def _from_run(run: RunLike, root: str | os.PathLike) -> tuple[EncoderInfo, dict[str, Any]]:
@@ -193,11 +194,13 @@ def _from_file(path: str | os.PathLike) -> tuple[EncoderInfo, dict[str, Any]]:
 
     path = Path(path)
     where = path.name
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist (or is not a file)")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             info = _info_from_metadata(meta, where)
-            model = _build(*_check_architecture(info, where), meta=True)
+            model = _meta_model(*_check_architecture(info, where))
             shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
             names = set(f.keys())
             if names != set(shapes):  # checked before any tensor is read
@@ -240,7 +243,7 @@ def _load(run: RunLike, root: str | os.PathLike) -> tuple[EncoderInfo, Contrasti
     else:
         info, state = _from_run(run, root)
         where = f"{info.run_id}/checkpoint.pt"
-    model = _build(*_check_architecture(info, where), meta=True)
+    model = _meta_model(*_check_architecture(info, where))
     return info, _fill(model, state, where)
 
 
@@ -249,6 +252,8 @@ def encoder_info(run: RunLike, *, root: str | os.PathLike = DEFAULT_ROOT) -> Enc
     if _is_encoder_file(run):
         from safetensors import SafetensorError, safe_open
 
+        if not Path(run).is_file():
+            raise ExportError(f"{run} does not exist (or is not a file)")
         try:
             with safe_open(str(run), framework="pt", device="cpu") as f:
                 return _info_from_metadata(f.metadata() or {}, Path(run).name)

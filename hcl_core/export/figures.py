@@ -24,7 +24,7 @@ from typing import Any
 
 from ._common import ExportError
 
-__all__ = ["FIGURE_FORMATS", "FigureExportError", "chromium_path", "figure_bytes"]
+__all__ = ["FIGURE_FORMATS", "FigureExportError", "chromium_path", "figure_bytes", "static_export_problem"]
 
 #: Formats and their MIME types.
 FIGURE_FORMATS = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
@@ -50,6 +50,20 @@ def chromium_path() -> str | None:
     return None
 
 
+def static_export_problem() -> str | None:
+    """Why :func:`figure_bytes` cannot work here (what to install), or None when it can.
+
+    Cheap enough for every page run: kaleido is looked up, not imported.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("kaleido") is None:
+        return 'PNG and SVG need the kaleido package on the server: pip install "kaleido>=1".'
+    if chromium_path() is None:
+        return "PNG and SVG need Chrome or Chromium on the server: apt-get install chromium (or set BROWSER_PATH)."
+    return None
+
+
 def figure_bytes(fig: Any, fmt: str = "png", *, width: int | None = None, height: int | None = None,
                  scale: float | None = None) -> bytes:
     """``fig`` (a ``plotly.graph_objects.Figure`` or its dict) rendered as ``fmt`` (png, svg or pdf).
@@ -66,14 +80,12 @@ def figure_bytes(fig: Any, fmt: str = "png", *, width: int | None = None, height
     """
     if fmt not in FIGURE_FORMATS:
         raise FigureExportError(f"format must be one of {', '.join(FIGURE_FORMATS)}, got {fmt!r}")
-    try:
-        import kaleido
-    except ImportError:
-        raise FigureExportError('static figures need the kaleido package: pip install "kaleido>=1"') from None
+    problem = static_export_problem()
+    if problem is not None:
+        raise FigureExportError(problem)
+    import kaleido
+
     browser = chromium_path()
-    if browser is None:
-        raise FigureExportError("static figures need Chrome or Chromium: apt-get install chromium "
-                                "(or set BROWSER_PATH to a Chrome/Chromium executable)")
     layout = (fig.to_dict() if hasattr(fig, "to_dict") else dict(fig)).get("layout", {})
     opts = {
         "format": fmt,

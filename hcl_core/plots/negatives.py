@@ -1,48 +1,55 @@
-"""The Negatives page's numbers and figures: where each loss puts its weight on the negatives.
+"""The Negatives page's figures: three views of what each loss does with each negative, and β curves.
 
-Inputs are a snapshot's fixed two-view batch: ``z1, z2`` ``(N, d)`` (L2-normalised projections)
-and ``labels`` ``(N,)``; inside, the 2N views are anchors and each anchor has ``n = 2N - 2``
-candidate negatives (every view but itself and its partner). The weights come from
-:func:`hcl_core.losses.negative_weights`: row i of ``(2N, 2N)`` sums to 1 over the candidates.
-
-Weights are shown relative to uniform, ``n * w`` on a log axis: 1 is the uniform share 1/n, 10 is
-ten times it. Weights below ``10**LOG_FLOOR`` times uniform (zeros included: H-SCL gives
-same-class views exactly 0) are counted in the leftmost bin. Histograms are binned here, so a
-figure carries a few hundred numbers instead of the (2N)^2 weights.
+Inputs come from :mod:`hcl_core.analysis.negatives` (binned :class:`NegativeStats`, β
+:class:`SweepCurves`); nothing is computed here. Every axis is fixed by the batch size alone,
+never by β: moving the preview β changes the bars of the tilted losses and nothing else.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 
-from ..losses import effective_negatives, negative_weights, same_class_mass
+from ..analysis.negatives import LOG_FLOOR, VIEWS, NegativeStats, SweepCurves
 from ..registry import LOSSES
-from ..threads import limited_threads
 from . import ACCENT, LOSS_COLORS, MUTED, RIGHT_LEGEND, styled
 
 __all__ = [
-    "BETA_GRID",
-    "LOG_FLOOR",
-    "WeightStats",
-    "beta_sweep",
+    "OTHER_COLOR",
+    "SAME_COLOR",
+    "VIEW_AXIS",
+    "VIEW_TITLE",
     "beta_sweep_figure",
-    "weight_histogram_figure",
-    "weight_stats",
+    "negatives_figure",
+    "short_label",
+    "uses_beta",
 ]
 
-#: The beta grid of the "as a function of beta" curves: 0 to 10 in steps of 0.5.
-BETA_GRID = np.round(np.arange(0.0, 10.0001, 0.5), 2)
-#: log10 of the smallest weight (relative to uniform) given its own bin; smaller ones share the first.
-LOG_FLOOR = -4.0
-BIN_WIDTH = 0.1
 OTHER_COLOR = "#0072B2"  # true negatives (another class)
 SAME_COLOR = ACCENT  # false negatives (the anchor's class)
+PULL_TINT = "rgba(213, 94, 0, 0.07)"
+PUSH_TINT = "rgba(0, 114, 178, 0.06)"
+
+#: Each view's name and formula, for titles and tabs.
+VIEW_TITLE = {
+    "importance": "Importance weight ω (the papers' hardness)",
+    "share": "Share of the negative term",
+    "gradient": "Gradient ∂L/∂s: pushed away or pulled closer",
+}
+#: Each view's x axis, with the formula it plots.
+VIEW_AXIS = {
+    "importance": "ω_ik = e^(β·s_ik) / mean_k e^(β·s_ik)   (log scale; 1 = an average negative)",
+    "share": "n · e^((1+β)·s_ik) / Σ_k e^((1+β)·s_ik)   (log scale; 1 = the uniform share 1/n)",
+    "gradient": "2N·n·∂L/∂s_ik   (signed log scale: left pulls k closer, right pushes it away)",
+}
+_Y_RANGE = [-2.0, 2.0]  # log10 of 0.01 % .. 100 %: the same for every β, loss and view
+_DASH = {"hcl": "solid", "h_ucl": "dot", "hard_supcon": "solid", "info_nce": "dash", "dcl": "dashdot",
+         "supcon": "longdash"}
+_NEFF_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def uses_beta(loss: str) -> bool:
@@ -54,116 +61,25 @@ def short_label(loss: str) -> str:
     return LOSSES[loss].short if loss in LOSSES else loss
 
 
-@dataclass(frozen=True)
-class WeightStats:
-    """One loss's negative weights on one batch, binned and summarised.
-
-    Attributes:
-        loss, beta, tau: what was computed (``beta`` is 0 for a loss that does not read it).
-        n_candidates: candidates per anchor, ``2N - 2``.
-        edges: ``(B + 1,)`` bin edges of ``log10(n * w)``; bin 0 also holds every smaller weight.
-        counts_other, counts_same: ``(B,)`` (anchor, negative) pairs per bin, other-class and
-            same-class candidates.
-        zero_same: same-class pairs whose weight is exactly 0 (all of them for H-SCL).
-        same_mass: mean over anchors of the weight share on same-class candidates, in [0, 1].
-        n_eff: mean over anchors of the effective number of negatives ``(sum w)^2 / sum w^2``.
-        same_share: share of candidates that are same-class (the mass under uniform weights).
-    """
-
-    loss: str
-    beta: float
-    tau: float
-    n_candidates: int
-    edges: np.ndarray
-    counts_other: np.ndarray
-    counts_same: np.ndarray
-    zero_same: int
-    same_mass: float
-    n_eff: float
-    same_share: float
+def _decade(d: int) -> str:
+    """``10**d`` as tick text: 0.01, 0.1, 1, 10, 100, then powers (``10⁻³``, ``10⁴``)."""
+    if -2 <= d <= 3:
+        return f"{10.0 ** d:g}"
+    return "10" + str(d).translate(_SUPERSCRIPT)
 
 
-def _tensors(z1, z2, labels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    z1 = torch.as_tensor(np.asarray(z1), dtype=torch.float32)
-    z2 = torch.as_tensor(np.asarray(z2), dtype=torch.float32)
-    return z1, z2, torch.as_tensor(np.asarray(labels))
-
-
-def bin_edges(n_candidates: int) -> np.ndarray:
-    """``(B + 1,)`` edges from ``LOG_FLOOR`` to just above ``log10(n)`` (all weight on one negative)."""
-    top = math.ceil(math.log10(max(n_candidates, 2)) / BIN_WIDTH + 1e-9) * BIN_WIDTH
-    return np.round(np.arange(LOG_FLOOR, top + BIN_WIDTH / 2, BIN_WIDTH), 6)
-
-
-def weight_stats(z1, z2, labels, *, loss: str, tau: float, beta: float = 0.0) -> WeightStats:
-    """Bin and summarise the weights ``loss`` puts on each negative of the batch.
-
-    Args:
-        z1, z2: ``(N, d)`` arrays or tensors, the two views.
-        labels: ``(N,)`` class labels (used to tell same-class candidates apart).
-        loss: a name in :data:`hcl_core.losses.LOSSES`.
-        tau: temperature; beta: hardness (ignored, and reported as 0, for losses without it).
-
-    About 10 ms for N = 256 on one CPU core.
-    """
-    beta = float(beta) if uses_beta(loss) else 0.0
-    z1, z2, lab = _tensors(z1, z2, labels)
-    with limited_threads():
-        nw = negative_weights(z1, z2, lab, loss=loss, tau=tau, beta=beta)
-        same_mass, n_eff = float(same_class_mass(nw).mean()), float(effective_negatives(nw).mean())
-    n = int(nw.candidates[0].sum())
-    w, cand, same = nw.weights.numpy(), nw.candidates.numpy(), nw.same_class.numpy()
-    edges = bin_edges(n)
-    with np.errstate(divide="ignore"):
-        x = np.log10(n * w)
-    x = np.clip(x, edges[0], edges[-1] - 1e-9)  # -inf (weight 0) lands in the first bin
-
-    def counts(mask: np.ndarray) -> np.ndarray:
-        return np.histogram(x[mask], bins=edges)[0]
-
-    other = cand & ~same
-    return WeightStats(
-        loss=loss, beta=beta, tau=float(tau), n_candidates=n, edges=edges,
-        counts_other=counts(other), counts_same=counts(same), zero_same=int((w[same] == 0).sum()),
-        same_mass=same_mass, n_eff=n_eff,
-        same_share=float(same.sum() / max(cand.sum(), 1)),
-    )
-
-
-def beta_sweep(z1, z2, labels, *, loss: str, tau: float,
-               betas: Sequence[float] = BETA_GRID) -> tuple[np.ndarray, np.ndarray]:
-    """Same-class mass and effective number of negatives at every beta: two ``(len(betas),)`` arrays.
-
-    A loss that does not read beta is computed once and repeated (a flat line).
-    """
-    if not uses_beta(loss):
-        s = weight_stats(z1, z2, labels, loss=loss, tau=tau)
-        return np.full(len(betas), s.same_mass), np.full(len(betas), s.n_eff)
-    z1, z2, lab = _tensors(z1, z2, labels)
-    mass, n_eff = [], []
-    with limited_threads():
-        for b in betas:
-            nw = negative_weights(z1, z2, lab, loss=loss, tau=tau, beta=float(b))
-            mass.append(float(same_class_mass(nw).mean()))
-            n_eff.append(float(effective_negatives(nw).mean()))
-    return np.asarray(mass), np.asarray(n_eff)
-
-
-# --------------------------------------------------------------------------------------------
-# figures
-# --------------------------------------------------------------------------------------------
-
-def _times_uniform(v: float) -> str:
-    """Tick text of ``log10(n w) = v``: ``"1/100"``, ``"1"``, ``"10"`` (``"≤1/10⁴"`` at the floor)."""
-    if v <= LOG_FLOOR:
-        return f"≤1/{10 ** int(-v):,}"
-    return f"1/{10 ** int(-v):,}" if v < 0 else f"{10 ** int(v):,}"
-
-
-def panel_title(s: WeightStats) -> str:
-    beta = f" · β={s.beta:g}" if uses_beta(s.loss) else ""
-    return (f"<b>{short_label(s.loss)}</b>{beta}<br><span style='font-size:12px'>same-class "
-            f"{100 * s.same_mass:.1f} % · eff. negatives {s.n_eff:.0f}</span>")
+def _ticks(view: str, edges: np.ndarray) -> tuple[list[float], list[str]]:
+    if view != "gradient":
+        decades = range(math.ceil(edges[0]), math.floor(edges[-1]) + 1)
+        return [float(d) for d in decades], [_decade(d) for d in decades]
+    top = int(math.floor(edges[-1] + LOG_FLOOR))
+    vals, text = [], []
+    for d in range(int(LOG_FLOOR), top + 1, 2 if top - LOG_FLOOR > 5 else 1):
+        x = d - LOG_FLOOR
+        vals += [-x, x] if x else [0.0]
+        text += ["−" + _decade(d), _decade(d)] if x else ["0"]
+    order = np.argsort(vals)
+    return [float(vals[k]) for k in order], [text[k] for k in order]
 
 
 def _axis(i: int) -> str:
@@ -208,110 +124,146 @@ def _note(i: int, text: str, *, x: float, y: float, xanchor: str, yanchor: str, 
                 font=dict(size=11, color=color))
 
 
-def x_range(stats: Sequence[WeightStats]) -> tuple[float, float]:
-    """The shared x range: from the decade below the smallest drawn weight (at most down to the
-    floor) to the top edge, so an empty left half does not squeeze the bars."""
-    lows = []
-    for s in stats:
-        for counts, is_same in ((s.counts_other, False), (s.counts_same, True)):
-            if counts.sum() and not (is_same and s.zero_same == counts.sum()):
-                lows.append(s.edges[np.flatnonzero(counts)[0]])
-    low = max(LOG_FLOOR, math.floor(min(lows, default=LOG_FLOOR) - 0.05))
-    return float(low), float(stats[0].edges[-1])
+def _pct(x: float) -> str:
+    return "–" if not math.isfinite(x) else f"{100 * x:.0f} %" if x >= 0.1 or x == 0 else f"{100 * x:.1f} %"
 
 
-def weight_histogram_figure(stats: Sequence[WeightStats], *, cols: int = 3, panel_height: int = 250) -> go.Figure:
-    """Small multiples, one panel per loss: histograms of ``n * w`` (log axis), split by class.
+def panel_title(s: NegativeStats, view: str) -> str:
+    """Loss, β and the view's one number: eff. negatives, same-class share, or the fraction pulled."""
+    beta = f" · β={s.beta:g}" if uses_beta(s.loss) else ""
+    detach = " · detached" if s.detach else ""
+    if view == "importance":
+        same = f"same-class mean ω {s.same_importance:.2g}" if math.isfinite(s.same_importance) else \
+            "same class: not negatives"
+        line = f"{same} · eff. negatives {s.n_eff:.0f}"
+    elif view == "share":
+        line = f"same-class share {100 * s.same_mass:.1f} %"
+    else:
+        line = f"pulled closer: {_pct(s.pulled)} of true negatives"
+        if math.isfinite(s.pulled_same):
+            line += f", {_pct(s.pulled_same)} same-class"
+    return f"<b>{short_label(s.loss)}</b>{beta}{detach}<br><span style='font-size:12px'>{line}</span>"
 
-    Bars are the percentage of that group's (anchor, negative) pairs, so the two groups compare in
-    shape although same-class candidates are few (about 1 in 10 on 10 classes). The dotted line is
-    the uniform weight 1/n. When every same-class weight is 0 (H-SCL), no orange bar is drawn (it
-    would be one bar of 100 % at the floor) and the panel says so instead.
+
+def _hidden_note(s: NegativeStats, view: str) -> str:
+    """What the panel does not draw: values under the axis and exact zeros, as % of its pairs."""
+    groups = s.views[view].values()
+    total = sum(h.total for h in groups)
+    below, zero = sum(h.below for h in groups), sum(h.zero for h in groups)
+    parts = []
+    if below:
+        parts.append(f"{100 * below / total:.1f} % below {'±' if view == 'gradient' else ''}{_decade(int(LOG_FLOOR))}")
+    if zero:
+        parts.append(f"{100 * zero / total:.1f} % exactly 0")
+    return "not drawn: " + ", ".join(parts) if parts else ""
+
+
+def negatives_figure(stats: Sequence[NegativeStats], view: str, *, cols: int = 3, panel_height: int = 250) -> go.Figure:
+    """Small multiples, one panel per loss: the histogram of one view, split into other-class and
+    same-class candidates.
+
+    Bars are the percentage of their group's (anchor, candidate) pairs on a log axis (0.01 % to
+    100 %), so the few same-class pairs (about 1 in 10 on 10 classes) compare in shape with the
+    rest and a single bar of 100 % (uniform weights) stays on the same scale as a spread. Values
+    under ``10^LOG_FLOOR`` and exact zeros are counted in a note, not drawn. For the gradient the
+    left half (tinted) pulls the candidate closer, the right half pushes it away.
     """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
     if not stats:
         raise ValueError("need at least one loss to plot")
     cols = min(cols, len(stats))
     rows = math.ceil(len(stats) / cols)
-    axes, notes = _grid(len(stats), cols, [panel_title(s) for s in stats], hspace=0.05,
+    axes, notes = _grid(len(stats), cols, [panel_title(s, view) for s in stats], hspace=0.05,
                         vspace=0.3 / rows + 0.06)
-    low, high = x_range(stats)
-    step = 1.0 if high - low <= 5 else 2.0  # decades, always through 1 (= uniform)
-    ticks = [float(t) for t in np.arange(math.ceil(low / step) * step, high + 1e-9, step)]
-    if low == LOG_FLOOR and ticks[0] > low + 1:
-        ticks.insert(0, low)  # the floor bin, where zero weights go
     traces, shapes, legend_done = [], [], set()
     for i, s in enumerate(stats):
         a = _axis(i)
-        centres = (s.edges[:-1] + s.edges[1:]) / 2
-        all_zero = s.counts_same.sum() > 0 and s.zero_same == s.counts_same.sum()
-        for name, counts, color in (("other class (true negatives)", s.counts_other, OTHER_COLOR),
-                                    ("same class (false negatives)", s.counts_same, SAME_COLOR)):
-            total = counts.sum()
-            if total == 0 or (all_zero and color == SAME_COLOR):
+        groups = s.views[view]
+        edges = groups["other"].edges
+        centres = (edges[:-1] + edges[1:]) / 2
+        for group, name, color in (("other", "other class (true negatives)", OTHER_COLOR),
+                                   ("same", "same class (false negatives)", SAME_COLOR)):
+            h = groups[group]
+            if h.total == 0 or not h.counts.any():
                 continue
+            pct = 100.0 * h.counts / h.total
+            keep = pct > 0
             traces.append(dict(
-                type="bar", x=centres, y=100 * counts / total, width=BIN_WIDTH, name=name, legendgroup=name,
+                type="bar", x=centres[keep], y=pct[keep], width=edges[1] - edges[0], name=name, legendgroup=name,
                 showlegend=name not in legend_done, marker=dict(color=color, line=dict(width=0)), opacity=0.65,
-                xaxis=f"x{a}", yaxis=f"y{a}", customdata=np.c_[10 ** s.edges[:-1], 10 ** s.edges[1:], counts],
-                hovertemplate="weight %{customdata[0]:.3g}–%{customdata[1]:.3g} × uniform<br>"
-                              "%{y:.1f} % of pairs (%{customdata[2]:,})<extra>" + name + "</extra>",
+                xaxis=f"x{a}", yaxis=f"y{a}", customdata=h.counts[keep],
+                hovertemplate="%{y:.2g} % of pairs (%{customdata:,})<extra>" + name + "</extra>",
             ))
             legend_done.add(name)
-        shapes.append(_vline(i, 0.0))
-        if all_zero:
-            notes.append(_note(i, "same class:<br>weight 0, never<br>a negative", x=0.99, y=0.97, xanchor="right",
-                               yanchor="top", color=SAME_COLOR) | dict(font=dict(size=12, color=SAME_COLOR)))
-        axes[f"xaxis{a}"].update(tickvals=list(ticks), ticktext=[_times_uniform(t) for t in ticks], tickangle=0,
-                                 range=[low, high])
-        axes[f"yaxis{a}"].update(ticksuffix=" %", rangemode="tozero")
+        if view == "gradient":
+            shapes += [dict(type="rect", xref=f"x{a}", yref=f"y{a} domain", x0=edges[0], x1=0, y0=0, y1=1,
+                            fillcolor=PULL_TINT, line_width=0, layer="below"),
+                       dict(type="rect", xref=f"x{a}", yref=f"y{a} domain", x0=0, x1=edges[-1], y0=0, y1=1,
+                            fillcolor=PUSH_TINT, line_width=0, layer="below"),
+                       _vline(i, 0.0, color="#444444", dash="solid", width=1)]
+            notes += [_note(i, "← pulled closer", x=0.01, y=0.99, xanchor="left", yanchor="top", color=SAME_COLOR),
+                      _note(i, "pushed away →", x=0.99, y=0.99, xanchor="right", yanchor="top", color=OTHER_COLOR)]
+        else:
+            shapes.append(_vline(i, 0.0))  # 1: an average negative / the uniform share
+        if groups["same"].total == 0 and view != "gradient" and s.views["gradient"]["same"].total:
+            notes.append(_note(i, "same class:<br>not negatives<br>(positives)", x=0.99, y=0.97, xanchor="right",
+                               yanchor="top", color=SAME_COLOR))
+        hidden = _hidden_note(s, view)
+        if hidden:
+            notes.append(_note(i, hidden, x=0.99 if view != "gradient" else 0.5, y=0.62 if view != "gradient" else 0.86,
+                               xanchor="right" if view != "gradient" else "center", yanchor="top"))
+        tickvals, ticktext = _ticks(view, edges)
+        axes[f"xaxis{a}"].update(tickvals=tickvals, ticktext=ticktext, tickangle=0, range=[edges[0], edges[-1]])
+        axes[f"yaxis{a}"].update(type="log", range=_Y_RANGE, tickvals=[0.01, 0.1, 1, 10, 100],
+                                 ticktext=["0.01 %", "0.1 %", "1 %", "10 %", "100 %"])
         if i // cols == rows - 1 or i + cols >= len(stats):  # the lowest panel of its column
-            axes[f"xaxis{a}"]["title"] = dict(text="weight ÷ uniform 1/n (log scale)")
+            axes[f"xaxis{a}"]["title"] = dict(text=VIEW_AXIS[view] if cols == 1 else _short_axis(view),
+                                              font=dict(size=12))
         if i % cols == 0:
-            axes[f"yaxis{a}"]["title"] = dict(text="% of pairs")
+            axes[f"yaxis{a}"]["title"] = dict(text="% of pairs (log)")
     fig = go.Figure(data=traces, layout=dict(axes, annotations=notes, shapes=shapes), _validate=False)
-    height = rows * panel_height + 100
-    styled(fig, height=height)
+    styled(fig, height=rows * panel_height + 100)
     fig.update_layout(barmode="overlay", bargap=0, margin=dict(t=80))
     return fig
 
 
-#: Line styles of the β curves: losses with identical weights (HCL and H-UCL; InfoNCE, DCL and
-#: SupCon) overlap exactly, so their dashes differ and both stay visible.
-_DASH = {"hcl": "solid", "h_ucl": "dot", "hard_supcon": "solid", "info_nce": "dash", "dcl": "dashdot",
-         "supcon": "longdash"}
-_NEFF_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+def _short_axis(view: str) -> str:
+    """The axis title of a panel in a grid: the formula, shorter."""
+    return {"importance": "ω = e^(β·s) / mean e^(β·s)  (log)", "share": "n·e^((1+β)s) / Σ e^((1+β)s)  (log)",
+            "gradient": "2N·n·∂L/∂s  (signed log)"}[view]
 
 
-def beta_sweep_figure(betas: Sequence[float], mass: Mapping[str, Sequence[float]],
-                      n_eff: Mapping[str, Sequence[float]], *, preview_beta: float | None = None,
+def beta_sweep_figure(curves: Mapping[str, SweepCurves], *, preview_beta: float | None = None,
                       same_share: float | None = None, n_candidates: int | None = None,
                       height: int = 360) -> go.Figure:
-    """Two panels against β, one line per loss: the same-class weight mass (in %) and the
-    effective number of negatives (log axis). Losses that ignore β are flat dashed lines.
+    """Three panels against β, one line per loss: the same-class share of the negative term (in %),
+    the effective number of negatives (log axis) and the fraction of true negatives pulled closer.
+    Losses that ignore β are flat dashed lines.
 
-    ``mass``, ``n_eff``: loss name -> ``(len(betas),)``. ``same_share`` / ``n_candidates``: dotted
-    references, what uniform weights give. ``preview_beta``: a vertical marker in both panels.
+    ``same_share`` / ``n_candidates``: dotted references, what uniform weights give.
+    ``preview_beta``: a vertical marker in every panel.
     """
-    axes, notes = _grid(2, 2, ["Weight on same-class views (false negatives)", "Effective number of negatives"],
-                        hspace=0.1, vspace=0.0)
+    axes, notes = _grid(3, 3, ["Same-class share (false negatives)", "Effective number of negatives",
+                               "True negatives pulled closer"], hspace=0.08, vspace=0.0)
     for note in notes:
         note["font"] = dict(size=14)
     traces, shapes = [], []
-    x = [float(b) for b in betas]
-    for i, (values, fmt) in enumerate(((mass, ".1%"), (n_eff, ".1f"))):
-        for loss, ys in values.items():
+    for i, (field, fmt) in enumerate((("same_mass", ".1%"), ("n_eff", ".1f"), ("pulled", ".1%"))):
+        for loss, c in curves.items():
             flat = not uses_beta(loss)
             traces.append(dict(
-                type="scatter", x=x, y=[float(v) for v in ys], mode="lines", xaxis=f"x{_axis(i)}",
-                yaxis=f"y{_axis(i)}", name=short_label(loss) + (" (no β)" if flat else ""), legendgroup=loss,
-                showlegend=i == 0,
+                type="scatter", x=[float(b) for b in c.betas], y=[float(v) for v in getattr(c, field)], mode="lines",
+                xaxis=f"x{_axis(i)}", yaxis=f"y{_axis(i)}", name=short_label(loss) + (" (no β)" if flat else ""),
+                legendgroup=loss, showlegend=i == 0,
                 line=dict(color=LOSS_COLORS.get(loss, MUTED), width=2 if flat else 3, dash=_DASH.get(loss, "solid")),
                 hovertemplate="β=%{x:g}<br>%{y:" + fmt + "}<extra>" + short_label(loss) + "</extra>",
             ))
         axes[f"xaxis{_axis(i)}"]["title"] = dict(text="β (multiplies s = cos/τ)")
         if preview_beta is not None:
+            x_max = max((float(c.betas[-1]) for c in curves.values()), default=1.0)
             shapes.append(_vline(i, float(preview_beta), color="#444444", dash="solid", width=1.2))
-            notes.append(_note(i, f"preview β={preview_beta:g}", x=min(preview_beta / max(x[-1], 1e-9), 1) + 0.01,
+            notes.append(_note(i, f"preview β={preview_beta:g}", x=min(preview_beta / max(x_max, 1e-9), 1) + 0.01,
                                y=1.0, xanchor="left", yanchor="top", color="#444444"))
     if same_share is not None:
         shapes.append(_hline(0, same_share))
@@ -321,10 +273,10 @@ def beta_sweep_figure(betas: Sequence[float], mass: Mapping[str, Sequence[float]
         shapes.append(_hline(1, n_candidates))
         notes.append(_note(1, f"uniform: all {n_candidates}", x=1.0, y=math.log10(n_candidates), xanchor="right",
                            yanchor="top") | dict(yref="y2"))
-    axes["yaxis"].update(title=dict(text="same-class weight mass"), tickformat=".0%", rangemode="tozero")
+    axes["yaxis"].update(title=dict(text="share of the negative term"), tickformat=".0%", rangemode="tozero")
     axes["yaxis2"].update(title=dict(text="effective negatives (log scale)"), type="log", tickvals=_NEFF_TICKS)
+    axes["yaxis3"].update(title=dict(text="fraction with ∂L/∂s < 0"), tickformat=".0%", range=[0, 1.02])
     fig = go.Figure(data=traces, layout=dict(axes, annotations=notes, shapes=shapes), _validate=False)
     styled(fig, height=height)
-    fig.update_layout(legend=dict(RIGHT_LEGEND, x=1.02),
-                      margin=dict(t=40, r=10))
+    fig.update_layout(legend=dict(RIGHT_LEGEND, x=1.02), margin=dict(t=40, r=10))
     return fig

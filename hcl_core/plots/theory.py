@@ -17,15 +17,18 @@ from ..theory import NegativesCurves, TheoryCurves
 from . import LOSS_COLORS, MUTED, styled
 from .sweep import hex_to_rgba
 
-__all__ = ["HOLDS_COLOR", "FAILS_COLOR", "bound_figure", "gap_figure", "negatives_figure"]
+__all__ = ["FAILS_COLOR", "HOLDS_COLOR", "H_SCL_NAMES", "bound_figure", "gap_figure", "negatives_figure"]
 
 HOLDS_COLOR = "#009E73"
 FAILS_COLOR = "#E69F00"
 H_SCL, H_UCL, UCL = "H-SCL (hard supervised)", "H-UCL (hard unsupervised)", "UCL (InfoNCE)"
+#: The legend name of each H-SCL variant.
+H_SCL_NAMES = {"all": "H-SCL, all same-class positives", "partner": "H-SCL, partner only (authors' check)"}
 
 
 def bound_figure(c: TheoryCurves, *, title: str | None = None, height: int = 440) -> go.Figure:
-    """H-SCL(β) and H-UCL(β) as lines, UCL as a dashed level; tinted where the bound holds / fails."""
+    """H-SCL(β) of ``c``'s variant and H-UCL(β) as lines, UCL as a dashed level; tinted where the bound
+    holds / fails for that variant. The other variant is a thin dotted line, for reference."""
     fig = go.Figure()
     for a, b, holds in c.segments():
         if b > a:
@@ -35,10 +38,15 @@ def bound_figure(c: TheoryCurves, *, title: str | None = None, height: int = 440
         fig.add_vline(x=beta, line=dict(color=MUTED, width=1, dash="dot"),
                       annotation_text=f"β ≈ {beta:.2g}", annotation_position="top")
     hover = "β = %{x:g}<br>%{y:.4f} nats<extra>%{fullData.name}</extra>"
-    fig.add_trace(go.Scatter(x=c.betas, y=c.h_scl, name=H_SCL, mode="lines+markers", hovertemplate=hover,
-                             line=dict(color=LOSS_COLORS["hard_supcon"], width=2.5), marker=dict(size=6)))
+    other = "partner" if c.positives == "all" else "all"
+    fig.add_trace(go.Scatter(x=c.betas, y=c.h_scl, name=H_SCL_NAMES[c.positives], mode="lines+markers",
+                             hovertemplate=hover, line=dict(color=LOSS_COLORS["hard_supcon"], width=2.5),
+                             marker=dict(size=6)))
     fig.add_trace(go.Scatter(x=c.betas, y=c.h_ucl, name=H_UCL, mode="lines+markers", hovertemplate=hover,
                              line=dict(color=LOSS_COLORS["h_ucl"], width=2.5), marker=dict(size=6, symbol="square")))
+    fig.add_trace(go.Scatter(x=c.betas, y=c.variant(other).h_scl, name=H_SCL_NAMES[other], mode="lines",
+                             hovertemplate=hover, opacity=0.6,
+                             line=dict(color=LOSS_COLORS["hard_supcon"], width=1.2, dash="dot")))
     fig.add_trace(go.Scatter(x=[c.betas[0], c.betas[-1]], y=[c.ucl, c.ucl], name=UCL + ", no β", mode="lines",
                              line=dict(color=LOSS_COLORS["info_nce"], width=1.5, dash="dash"),
                              hovertemplate=f"UCL {c.ucl:.4f} nats<extra></extra>"))
@@ -46,18 +54,19 @@ def bound_figure(c: TheoryCurves, *, title: str | None = None, height: int = 440
     for color, label in ((HOLDS_COLOR, "H-SCL ≤ H-UCL holds"), (FAILS_COLOR, "bound fails")):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=label, hoverinfo="skip",
                                  marker=dict(size=12, symbol="square", color=hex_to_rgba(color, 0.35))))
-    fig = styled(fig, title=title or "Loss on the stored embeddings against hardness β",
+    fig = styled(fig, title=title or f"{H_SCL_NAMES[c.positives]}: loss on the stored embeddings against β",
                  x="hardness β (multiplies cos/τ)", y="loss (nats)", height=height)
     return fig
 
 
 
-def gap_figure(by_epoch: Mapping[int, TheoryCurves], *, height: int = 380) -> go.Figure:
-    """H-UCL − H-SCL against β, one line per snapshot epoch (darker = later); above 0 the bound holds."""
+def gap_figure(by_epoch: Mapping[int, TheoryCurves], *, positives: str = "all", height: int = 380) -> go.Figure:
+    """H-UCL − H-SCL (the ``positives`` variant) against β, one line per snapshot epoch (darker = later);
+    above 0 the bound holds."""
     fig = go.Figure()
     epochs = sorted(by_epoch)
     for k, epoch in enumerate(epochs):
-        c = by_epoch[epoch]
+        c = by_epoch[epoch].variant(positives)
         shade = 0.25 + 0.75 * (k / max(len(epochs) - 1, 1))
         fig.add_trace(go.Scatter(
             x=c.betas, y=c.gap, mode="lines", name=f"epoch {epoch}",
@@ -67,7 +76,7 @@ def gap_figure(by_epoch: Mapping[int, TheoryCurves], *, height: int = 380) -> go
     fig.add_hline(y=0, line=dict(color=MUTED, width=1.5))
     fig.add_annotation(xref="paper", yref="y", x=0.0, y=0, yshift=10, xanchor="left", showarrow=False,
                        text="above 0: H-SCL ≤ H-UCL holds", font=dict(color=MUTED, size=12))
-    return styled(fig, title="The margin of the bound over training", x="hardness β",
+    return styled(fig, title=f"The margin over training: {H_SCL_NAMES[positives]}", x="hardness β",
                   y="H-UCL − H-SCL (nats)", height=height)
 
 
@@ -79,16 +88,19 @@ def negatives_figure(nc: NegativesCurves, *, height: int = 380) -> go.Figure:
     """
     x = 2 * np.asarray(nc.sizes) - 2
     fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        x=x, y=nc.gap_mean, name="H-UCL − H-SCL", mode="lines+markers",
-        line=dict(color=LOSS_COLORS["hard_supcon"], width=2.5), marker=dict(size=8),
-        error_y=dict(type="data", array=nc.gap_std, visible=True, color=LOSS_COLORS["hard_supcon"]),
-        customdata=np.c_[nc.sizes, nc.holds_share, nc.h_scl_mean, nc.h_ucl_mean],
-        hovertemplate="%{x} negatives (batch %{customdata[0]})<br>H-UCL − H-SCL %{y:+.4f}"
-                      "<br>H-SCL %{customdata[2]:.3f}, H-UCL %{customdata[3]:.3f}"
-                      "<br>bound holds in %{customdata[1]:.0%} of sub-batches<extra></extra>",
-    ))
+    for key, mean, std, share, dash in (("partner", nc.partner_gap_mean, nc.partner_gap_std, nc.partner_holds_share,
+                                         "solid"),
+                                        ("all", nc.gap_mean, nc.gap_std, nc.holds_share, "dash")):
+        fig.add_trace(go.Scatter(
+            x=x, y=mean, name=f"H-UCL − {H_SCL_NAMES[key]}", mode="lines+markers",
+            line=dict(color=LOSS_COLORS["hard_supcon"], width=2.5, dash=dash), marker=dict(size=8),
+            error_y=dict(type="data", array=std, visible=True, color=LOSS_COLORS["hard_supcon"]),
+            customdata=np.c_[nc.sizes, share],
+            hovertemplate="%{x} negatives (batch %{customdata[0]})<br>margin %{y:+.4f}"
+                          "<br>bound holds in %{customdata[1]:.0%} of sub-batches<extra>" + H_SCL_NAMES[key]
+                          + "</extra>",
+        ))
     fig.add_hline(y=0, line=dict(color=MUTED, width=1.5))
     fig.update_xaxes(type="log", tickvals=x)
     return styled(fig, title=f"The margin against the number of negatives (β = {nc.beta:g})",
-                  x="negatives per anchor (log scale)", y="H-UCL − H-SCL (nats)", height=height, legend=False)
+                  x="negatives per anchor (log scale)", y="H-UCL − H-SCL (nats)", height=height)

@@ -1,0 +1,60 @@
+"""The job queue: a comparison of several runs starts them as slots allow, in order, and never exceeds the limit."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hcl_core.config import RunConfig
+from hcl_core.job_queue import JobQueue
+from hcl_core.jobs import JobManager
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+TINY = dict(dataset="digits", epochs=1, max_train=200, eval_size=50, snapshot_every=1, batch_size=64, threads=1)
+
+
+def test_queued_runs_start_in_order_within_the_limit_and_all_finish(tmp_path):
+    manager = JobManager(tmp_path, max_active=1, warm=False)
+    queue = JobQueue(manager, poll_s=0.05)
+    try:
+        configs = [RunConfig(loss=loss, **TINY) for loss in ("info_nce", "hcl", "hard_supcon")]
+        tickets = queue.submit(configs, group="cmp")
+        most_active = 0
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline:
+            jobs = manager.jobs()
+            most_active = max(most_active, sum(j.active for j in jobs))
+            if all(t.job_id is not None for t in tickets) and not any(j.active for j in jobs):
+                break
+            time.sleep(0.05)
+        assert most_active == 1
+        ids = [t.job_id for t in tickets]
+        assert None not in ids and ids == sorted(ids)
+        states = [manager.get(i).view().state for i in ids]
+        assert states == ["finished"] * 3, states
+        assert [manager.get(i).view().config.loss for i in ids] == ["info_nce", "hcl", "hard_supcon"]
+    finally:
+        queue.shutdown()
+        manager.shutdown()
+
+
+def test_cancel_drops_only_the_runs_that_have_not_started(tmp_path):
+    manager = JobManager(tmp_path, max_active=1, warm=False)
+    queue = JobQueue(manager, poll_s=0.05)
+    try:
+        long = RunConfig(loss="info_nce", **{**TINY, "epochs": 200})
+        first, second = queue.submit([long, RunConfig(loss="hcl", **TINY)], group="g")
+        deadline = time.monotonic() + 60
+        while first.job_id is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.job_id is not None and second.waiting
+        assert queue.cancel("g") == 1
+        assert second.cancelled and not second.waiting
+        manager.get(first.job_id).stop(timeout=5)
+        time.sleep(0.5)
+        assert second.job_id is None  # never started
+    finally:
+        queue.shutdown()
+        manager.shutdown()
