@@ -61,6 +61,30 @@ def _mlp_backbone(in_features: int, hidden: int) -> nn.Module:
     )
 
 
+def _conv1d_block(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv1d(c_in, c_out, kernel, stride, padding=kernel // 2, padding_mode="circular", bias=False),
+            nn.BatchNorm1d(c_out), nn.ReLU(inplace=True)]
+
+
+def _small_cnn1d(channels: int) -> tuple[nn.Module, int]:
+    """Four 1-D conv blocks, three of them halving the length, then global average pooling.
+
+    Circular padding and the pooling make the features (nearly) invariant to circular shifts,
+    the translation MNIST-1D's signals are generated with; the receptive field of the last block
+    (about 33 samples) spans most of a 40-sample signal. Any length works.
+    """
+    width = 64
+    layers = [
+        *_conv1d_block(channels, 32, 5, 1),
+        *_conv1d_block(32, width, 3, 2),
+        *_conv1d_block(width, width, 3, 2),
+        *_conv1d_block(width, 2 * width, 3, 2),
+        nn.AdaptiveAvgPool1d(1),
+        nn.Flatten(),
+    ]
+    return nn.Sequential(*layers), 2 * width
+
+
 def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
@@ -115,13 +139,18 @@ def build_encoder(
 ) -> ContrastiveModel:
     """Build ``mlp``, ``cnn`` or ``resnet18`` for inputs of per-sample shape ``input_shape``.
 
-    ``input_shape`` is ``(C, H, W)`` for images or ``(D,)`` for vectors (MLP only).
+    ``input_shape`` is ``(C, H, W)`` for images, ``(C, L)`` for signals (``mlp`` or ``cnn``, which is
+    then the 1-D conv net of :func:`_small_cnn1d`) or ``(D,)`` for vectors (``mlp`` only).
     """
     if name == "mlp":
         in_features = math.prod(input_shape)
         return ContrastiveModel(_mlp_backbone(in_features, hidden_dim), hidden_dim, hidden_dim, out_dim)
+    if name == "cnn" and len(input_shape) == 2:
+        backbone, size = _small_cnn1d(input_shape[0])
+        return ContrastiveModel(backbone, size, hidden_dim, out_dim)
     if len(input_shape) != 3:
-        raise ValueError(f"encoder {name!r} needs images (C, H, W), got inputs of shape {input_shape}: use mlp")
+        use = "mlp or cnn" if len(input_shape) == 2 else "mlp"
+        raise ValueError(f"encoder {name!r} needs images (C, H, W), got inputs of shape {input_shape}: use {use}")
     if name == "cnn":
         backbone, size = _small_cnn(input_shape[0])
     elif name == "resnet18":

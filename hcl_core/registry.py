@@ -196,11 +196,13 @@ class DatasetSpec:
         name: the key in configs and flags.
         label: the name in menus.
         description: one or two sentences: what it is, where its files go.
-        needs_root: read from files under a folder the user names (``data_root``).
-        is_image: samples are images ``(C, H, W)``; otherwise vectors ``(D,)``.
+        needs_root: read from files under a folder (or the one file) the user names (``data_root``).
+        is_image: samples are images ``(C, H, W)``; otherwise vectors ``(D,)`` or signals ``(C, L)``.
         input_shape: the shape of one sample, or None where it depends on the files.
-        class_names: the class names, or None where they come from the files.
+        class_names: the class names, or None where they come from the files or a parameter.
         encoders: the encoders that accept its samples.
+        augmentation: the family its two views come from (``image``, ``vector``, ``signal``,
+            ``twins``; see :mod:`hcl_core.data.augment`), or None where the samples' shape decides.
     """
 
     name: str
@@ -211,6 +213,7 @@ class DatasetSpec:
     input_shape: tuple[int, ...] | None
     class_names: tuple[str, ...] | None
     encoders: tuple[str, ...] = ("mlp", "cnn", "resnet18")
+    augmentation: str | None = None
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -224,6 +227,19 @@ DATASETS: dict[str, DatasetSpec] = {
                     "class overlap; no files needed.",
                     needs_root=False, is_image=False, input_shape=(32,),
                     class_names=tuple(f"class {i}" for i in range(10)), encoders=("mlp",)),
+        DatasetSpec("mnist1d", "MNIST-1D (generated, 1-D signals)",
+                    "MNIST-1D (Greydanus & Kobak): 10 digit templates as 40-sample signals, each padded, "
+                    "scaled, shifted, sheared and noised; 4000 train / 1000 test, generated offline by the "
+                    "mnist1d package with its default arguments and cached.",
+                    needs_root=False, is_image=False, input_shape=(1, 40), class_names=_DIGITS,
+                    encoders=("mlp", "cnn"), augmentation="signal"),
+        DatasetSpec("twins", "twins (hard negatives by design)",
+                    "Classes in pairs of near-twins (a small class-defining difference: the hard negatives) "
+                    "in well-separated groups (the easy negatives), in 16 signal dimensions; 48 nuisance "
+                    "dimensions of large variance that the two views resample hide them from raw distances. "
+                    "Knobs: the twin gap and the number of classes; no files needed.",
+                    needs_root=False, is_image=False, input_shape=(64,), class_names=None, encoders=("mlp",),
+                    augmentation="twins"),
         DatasetSpec("mnist", "MNIST",
                     "MNIST handwritten digits, 28x28 grayscale, read from the four IDX files in root/MNIST/raw/.",
                     needs_root=True, is_image=True, input_shape=(1, 28, 28), class_names=_DIGITS),
@@ -246,6 +262,10 @@ DATASETS: dict[str, DatasetSpec] = {
                     "Your own images: root/<class>/*.png|jpg (or root/train/<class> and root/test/<class>), "
                     "resized to a square.",
                     needs_root=True, is_image=True, input_shape=None, class_names=None),
+        DatasetSpec("npz", "your arrays (.npz)",
+                    "Your own arrays: one .npz file (data_root) with x_train, y_train, x_test, y_test and "
+                    "optionally class_names; samples (N, D) vectors, (N, C, L) signals or (N, C, H, W) images.",
+                    needs_root=True, is_image=False, input_shape=None, class_names=None),
     )
 }
 

@@ -103,3 +103,61 @@ def test_augment_on_each_device_with_its_own_or_a_cpu_generator(digits_batch, rg
         assert a.device == x.device and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
         assert torch.equal(a, augment(x, 1.0, torch.Generator(device=device).manual_seed(0)))
         assert augment(x, 1.0, gen()).device == x.device
+    for x, kind in ((torch.randn(32, 1, 40), "signal"), (torch.randn(32, 64), "twins")):
+        x = x.to(device)
+        a = augment(x, 1.0, torch.Generator(device=device).manual_seed(0), kind=kind)
+        assert a.device == x.device and a.shape == x.shape and bool(torch.isfinite(a).all())
+        assert augment(x, 1.0, gen(), kind=kind).device == x.device
+
+
+# --------------------------------------------------------------------------------------------
+# Signals (MNIST-1D) and twins
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signal_batch() -> torch.Tensor:
+    return torch.randn(64, 1, 40, generator=gen(9))
+
+
+def test_signals_are_augmented_per_sample_reproducibly_and_by_shape_alone(signal_batch):
+    a = augment(signal_batch, 1.0, gen(1), is_image=False)
+    assert a.shape == signal_batch.shape and a.dtype == signal_batch.dtype
+    assert torch.equal(a, augment(signal_batch, 1.0, gen(1), kind="signal")), "(N, C, L) means a signal"
+    assert not torch.equal(a, augment(signal_batch, 1.0, gen(2), kind="signal"))
+    same = signal_batch[:1].expand(16, 1, 40).contiguous()
+    views = augment(same, 1.0, gen(4), kind="signal").flatten(1)
+    assert float((torch.cdist(views, views) + torch.eye(16) * 1e9).min()) > 1e-3
+    assert torch.equal(augment(signal_batch, 0.0, kind="signal"), signal_batch)
+    change = [float((augment(signal_batch, s, gen(), kind="signal") - signal_batch).abs().mean())
+              for s in (0.1, 0.5, 1.0)]
+    assert change[0] < change[1] < change[2]
+
+
+def test_a_signal_view_shifts_circularly_by_at_most_a_quarter_and_keeps_the_shape_of_a_bump():
+    # A smooth bump at position 20; views move it by up to 10 samples either way (40 / 4),
+    # scale it by 0.8..1.2, tilt it by a trend of at most 1.2 and add noise of std <= 0.3 + 0.1.
+    t = torch.arange(40.0)
+    bump = (8.0 * torch.exp(-0.5 * ((t - 20) / 1.5) ** 2)).expand(256, 1, 40).contiguous()
+    views = augment(bump, 1.0, gen(3), kind="signal")[:, 0]
+    moved = views.argmax(1) - 20
+    assert int(moved.abs().max()) <= 11 and int(moved.max()) >= 7 and int(moved.min()) <= -7
+    # Peak: 8 scaled by 0.8..1.2, lowered <= 6 % by interpolating between samples, +- 0.6 trend, +- 3 noise sigmas.
+    peaks = views.max(1).values
+    assert float(peaks.min()) > 0.8 * 8 * 0.94 - 0.6 - 1.2 and float(peaks.max()) < 1.2 * 8 + 0.6 + 1.2
+    # Circular: a bump at the edge wraps around instead of leaving the signal.
+    edge = torch.roll(bump, 19, dims=2)  # peak at 39
+    wrapped = augment(edge, 1.0, gen(3), kind="signal")[:, 0].argmax(1)
+    assert int(((wrapped - 39 + 20) % 40 - 20).abs().max()) <= 11
+    assert bool((wrapped < 10).any()), "some peaks went past the end and came back at the start"
+
+
+def test_twins_and_signal_augmentation_refuse_the_wrong_shape_and_unknown_kinds_are_named():
+    with pytest.raises(ValueError, match="twins augmentation needs vectors of 16 signal and 48 nuisance"):
+        augment(torch.randn(4, 10), 1.0, kind="twins")
+    with pytest.raises(ValueError, match="signal augmentation needs a batch with 3 dimensions"):
+        augment(torch.randn(4, 40), 1.0, kind="signal")
+    with pytest.raises(ValueError, match="unknown augmentation 'audio'"):
+        augment(torch.randn(4, 40), 1.0, kind="audio")
+    with pytest.raises(ValueError, match="is_image=True"):
+        augment(torch.randn(4, 1, 8, 8), 1.0, is_image=False)

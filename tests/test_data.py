@@ -21,17 +21,20 @@ def test_every_registry_record_has_exactly_one_loader_and_the_package_is_ui_free
     assert DATASETS is registry.DATASETS, "data.DATASETS is the registry's table, not a copy"
     assert set(_LOADERS) == set(registry.DATASETS)
     assert not DATASETS["digits"].needs_root and not DATASETS["synthetic"].is_image
-    assert all(DATASETS[n].needs_root for n in ("mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder"))
+    assert all(DATASETS[n].needs_root for n in ("mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder",
+                                                "npz"))
+    assert not DATASETS["mnist1d"].needs_root and not DATASETS["twins"].needs_root
     for module in Path(data.__file__).parent.glob("*.py"):
         assert "streamlit" not in module.read_text(), module.name
         assert len(module.read_text().splitlines()) < 600, f"{module.name} is one concern under 600 lines"
 
 
 def test_a_loaded_data_set_matches_its_registry_record():
-    for name in ("digits", "synthetic"):
+    for name in ("digits", "synthetic", "twins"):
         ds, spec = load_dataset(name), DATASETS[name]
         assert ds.input_shape == spec.input_shape and ds.is_image == spec.is_image
-        assert ds.classes == spec.class_names
+        assert ds.classes == spec.class_names or spec.class_names is None
+        assert ds.augmentation == (spec.augmentation or ("image" if spec.is_image else "vector"))
 
 
 def test_unknown_name_lists_the_valid_ones():
@@ -47,7 +50,8 @@ def test_file_based_sets_need_a_root_and_say_which_need_none(name):
 
 
 @pytest.mark.parametrize("kwargs", [{"max_train": 0}, {"max_test": -3}, {"max_train": 2.5},
-                                    {"synthetic_overlap": 1.5}, {"image_size": 2}])
+                                    {"synthetic_overlap": 1.5}, {"image_size": 2}, {"twins_gap": -1},
+                                    {"twins_classes": 100}])
 def test_bad_parameters_are_refused_whichever_data_set_is_asked_for(kwargs):
     name = "synthetic" if "synthetic_overlap" in kwargs else "digits"
     with pytest.raises(ValueError):
@@ -87,6 +91,13 @@ def test_a_dataset_checks_its_tensors_dtypes_shapes_and_labels():
         Dataset("t", x, y + 5, x, y, ("a", "b"), True)
     with pytest.raises(ValueError, match="4 dims"):
         Dataset("t", x.flatten(1), y, x.flatten(1), y, ("a",), True)
+    signals = Dataset("s", x.flatten(2), y, x.flatten(2), y, ("a",), False)
+    assert signals.augmentation == "signal" and signals.input_shape == (1, 64)
+    assert Dataset("v", x.flatten(1), y, x.flatten(1), y, ("a",), False).augmentation == "vector"
+    with pytest.raises(ValueError, match="does not fit is_image"):
+        Dataset("t", x, y, x, y, ("a",), True, "twins")
+    with pytest.raises(ValueError, match="signals 3"):
+        Dataset("t", x.flatten(1), y, x.flatten(1), y, ("a",), False, "signal")
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MAX_STRENGTH", "augment", "two_views"]
+from .base import AUGMENTATIONS
+from .twins import TWINS_NUISANCE_DIM, TWINS_NUISANCE_STD, TWINS_SIGNAL_DIM, TWINS_SPREAD
+
+__all__ = ["AUGMENTATIONS", "MAX_STRENGTH", "augment", "two_views"]
 
 #: Strengths above this are clamped to it (the config allows 0..2; 1 is the usual strong setting).
 MAX_STRENGTH = 2.0
@@ -102,35 +105,54 @@ def _warp(x: torch.Tensor, theta: list[torch.Tensor], padding: str) -> torch.Ten
 
 
 def augment(
-    x: torch.Tensor, strength: float, generator: torch.Generator | None = None, *, is_image: bool = True
+    x: torch.Tensor, strength: float, generator: torch.Generator | None = None, *, is_image: bool = True,
+    kind: str | None = None,
 ) -> torch.Tensor:
     """One random view of each sample of a batch; returns a new tensor of ``x``'s shape and dtype.
 
-    ``x`` is ``(N, C, H, W)`` with values in ``[0, 1]`` (``is_image=True``) or ``(N, D)``
-    vectors (``is_image=False``). Every sample gets its own random parameters; a seeded
+    ``kind`` names the augmentation family (a key of :data:`AUGMENTATIONS`, as
+    ``Dataset.augmentation`` holds it); left None, ``is_image`` and the shape decide: images
+    ``(N, C, H, W)`` with values in ``[0, 1]`` (``is_image=True``), vectors ``(N, D)`` or signals
+    ``(N, C, L)`` (``is_image=False``). Every sample gets its own random parameters; a seeded
     ``generator`` (on ``x``'s device, or the CPU) makes the views reproducible. ``strength`` 0
     returns an exact copy, 1 is strong, larger values (clamped at 2) are stronger still.
 
-    Images: a random affine warp (rotation, zoom, shift; for RGB a random resized crop with a
-    horizontal flip and a small rotation), brightness/contrast jitter (RGB: also saturation,
-    hue and random grayscale), light Gaussian noise, pixel dropout and a random erased
-    rectangle; the output is clamped to ``[0, 1]``. Flips are used only for 3-channel images,
-    because a flipped digit is another digit or none. Vectors: per-feature random scaling,
-    Gaussian noise relative to the sample's RMS, and random feature dropout.
+    * ``image``: a random affine warp (rotation, zoom, shift; for RGB a random resized crop with
+      a horizontal flip and a small rotation), brightness/contrast jitter (RGB: also saturation,
+      hue and random grayscale), light Gaussian noise, pixel dropout and a random erased
+      rectangle; the output is clamped to ``[0, 1]``. Flips are used only for 3-channel images,
+      because a flipped digit is another digit or none.
+    * ``vector``: per-feature random scaling, Gaussian noise relative to the sample's RMS, and
+      random feature dropout.
+    * ``signal``: MNIST-1D's own generative transformations (:func:`_augment_signals`): circular
+      shift, scale, linear trend (shear), correlated and i.i.d. noise.
+    * ``twins``: the ``twins`` data set's nuisance coordinates redrawn, its signal coordinates
+      jittered slightly (:func:`_augment_twins`).
     """
     s = _check_strength(strength)
     if not torch.is_floating_point(x):
         raise ValueError(f"augment needs a floating-point tensor, got {x.dtype}: convert with x.float() / 255")
-    if is_image and x.dim() != 4:
-        raise ValueError(f"images must be a batch of shape (N, C, H, W), got {tuple(x.shape)}; "
-                         "for vectors pass is_image=False, for one image use x[None]")
-    if not is_image and x.dim() != 2:
-        raise ValueError(f"vectors must be a batch of shape (N, D), got {tuple(x.shape)}; "
-                         "for images pass is_image=True")
+    if kind is None:
+        if is_image and x.dim() != 4:
+            raise ValueError(f"images must be a batch of shape (N, C, H, W), got {tuple(x.shape)}; "
+                             "for vectors or signals pass is_image=False, for one image use x[None]")
+        if not is_image and x.dim() not in (2, 3):
+            raise ValueError(f"vectors must be a batch of shape (N, D) and signals (N, C, L), got "
+                             f"{tuple(x.shape)}; for images pass is_image=True")
+        kind = "image" if is_image else "signal" if x.dim() == 3 else "vector"
+    elif kind not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {kind!r}: choose one of {', '.join(AUGMENTATIONS)}")
+    elif x.dim() != AUGMENTATIONS[kind] + 1:
+        raise ValueError(f"{kind} augmentation needs a batch with {AUGMENTATIONS[kind] + 1} dimensions, got "
+                         f"shape {tuple(x.shape)}")
     if s == 0.0 or len(x) == 0:
         return x.clone()
-    if not is_image:
+    if kind == "vector":
         out = _augment_vectors(x, s, generator)
+    elif kind == "signal":
+        out = _augment_signals(x, s, generator)
+    elif kind == "twins":
+        out = _augment_twins(x, s, generator)
     elif x.shape[1] == 3:
         out = _augment_rgb(x, s, generator)
     else:
@@ -139,14 +161,15 @@ def augment(
 
 
 def two_views(
-    x: torch.Tensor, strength: float, generator: torch.Generator | None = None, *, is_image: bool = True
+    x: torch.Tensor, strength: float, generator: torch.Generator | None = None, *, is_image: bool = True,
+    kind: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent random views ``(x1, x2)`` of the batch ``x``, each of ``x``'s shape.
 
     Both views come from one :func:`augment` call on ``[x; x]``: half the operations of two
     calls, and still a different random draw for every row.
     """
-    both = augment(torch.cat([x, x]), strength, generator, is_image=is_image)
+    both = augment(torch.cat([x, x]), strength, generator, is_image=is_image, kind=kind)
     return both[: len(x)], both[len(x) :]
 
 
@@ -160,6 +183,87 @@ def _augment_vectors(x: torch.Tensor, s: float, generator: torch.Generator | Non
     scale = 1.0 + 0.2 * s * (2.0 * r[0] - 1.0)
     keep = r[1] >= min(0.1 * s, 0.5)
     return (x * scale + (0.3 * s) * rms * noise) * keep
+
+
+#: Standard deviation, in samples, of the Gaussian that smooths the correlated noise: the
+#: mnist1d package smooths with sigma 2 on its 72-sample grid, about 1.1 samples on the final 40.
+_SMOOTH_SIGMA = 1.1
+
+
+@functools.lru_cache(maxsize=8)
+def _smoothing_kernel(device: torch.device) -> torch.Tensor:
+    """(1, 1, 2r + 1) Gaussian taps scaled to unit L2 norm, so smoothed white noise keeps variance 1."""
+    r = math.ceil(3.5 * _SMOOTH_SIGMA)
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / _SMOOTH_SIGMA) ** 2)
+    return (k / k.norm()).view(1, 1, -1).to(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _ramp(length: int, device: torch.device) -> torch.Tensor:
+    """(L,) from -0.5 to 0.5: the linear trend the package's shear subtracts."""
+    return torch.linspace(-0.5, 0.5, length, device=device)
+
+
+def _augment_signals(x: torch.Tensor, s: float, generator: torch.Generator | None) -> torch.Tensor:
+    """MNIST-1D's own transformations, batched, on standardised signals ``(N, C, L)``.
+
+    Each sample ``x`` (channels share the parameters) becomes
+
+    ``y[t] = a * x[(t - k) mod L] - b * (t / (L - 1) - 1/2) + s_c * smooth(n1)[t] + s_i * n2[t]``
+
+    with, at strength s = 1: a circular shift ``k`` uniform in +-L/4 samples (fractional, linear
+    interpolation; the package shifts circularly by up to 2/3 of its grid, so the class does not
+    depend on where the digit sits), a scale ``a`` in 0.8..1.2 (the package's range), a trend ``b``
+    in +-1.2 (half the package's shear in these standardised units), correlated noise of standard
+    deviation ``s_c`` up to 0.3 and i.i.d. noise ``s_i`` up to 0.1 (``n1``, ``n2`` standard normal).
+    """
+    n, c, length = x.shape
+    p = _param_table(_rand((n, 5), generator, x.device), (
+        (-0.25 * length * s, 0.25 * length * s), (1 - 0.2 * s, 1 + 0.2 * s), (-1.2 * s, 1.2 * s),
+        (0.0, 0.3 * s), (0.0, 0.1 * s),
+    ))
+    shift, scale, trend, corr_std, iid_std = p.unbind(1)
+    # Output sample t reads input position t - k: floor and fraction, then two gathers.
+    pos = torch.arange(length, device=x.device, dtype=p.dtype) - shift[:, None]
+    lo = pos.floor()
+    frac = (pos - lo)[:, None, :].to(x.dtype)
+    i0 = lo.long().remainder(length)[:, None, :].expand(n, c, length)
+    i1 = (i0 + 1).remainder(length)
+    y = torch.lerp(x.gather(2, i0), x.gather(2, i1), frac)
+    kernel = _smoothing_kernel(x.device)
+    r = kernel.shape[-1] // 2
+    white = _rand((n * c, 1, length + 2 * r), generator, x.device, normal=True)
+    corr = F.conv1d(white, kernel).view(n, c, length)
+    iid = _rand((n, c, length), generator, x.device, normal=True)
+    y = y * scale.view(n, 1, 1).to(x.dtype) - trend.view(n, 1, 1).to(x.dtype) * _ramp(length, x.device)
+    return y + corr * corr_std.view(n, 1, 1) + iid * iid_std.view(n, 1, 1)
+
+
+#: Standard deviation of a twins view's jitter of the signal coordinates, as a share of the
+#: within-class spread, at strength 1.
+TWINS_JITTER = 0.5
+
+
+def _augment_twins(x: torch.Tensor, s: float, generator: torch.Generator | None) -> torch.Tensor:
+    """A view of ``twins`` vectors ``(N, 16 + 48)`` (:mod:`hcl_core.data.twins`).
+
+    Signal coordinates: ``p (x_s + TWINS_JITTER * sigma_w * s * e)`` with a fresh polarity ``p = +-1``
+    (flipped with probability ``min(s, 1) / 2``: a fair coin at s >= 1). Nuisance coordinates:
+    ``rho x_n + sqrt(1 - rho^2) sigma_n n`` with ``rho = max(0, 1 - s)``: redrawn from their own
+    distribution at s >= 1, partly kept below, and at every strength still ``N(0, sigma_n^2)``
+    per coordinate (``e``, ``n`` standard normal).
+    """
+    d = TWINS_SIGNAL_DIM
+    if x.shape[1] != d + TWINS_NUISANCE_DIM:
+        raise ValueError(f"twins augmentation needs vectors of {d} signal and {TWINS_NUISANCE_DIM} nuisance "
+                         f"coordinates, got shape {tuple(x.shape)}")
+    noise = _rand(tuple(x.shape), generator, x.device, normal=True).to(x.dtype)
+    rho = max(0.0, 1.0 - s)
+    flip = _rand((len(x), 1), generator, x.device) < 0.5 * min(s, 1.0)
+    signal = (x[:, :d] + (TWINS_JITTER * TWINS_SPREAD * s) * noise[:, :d]) * (1.0 - 2.0 * flip.to(x.dtype))
+    nuisance = rho * x[:, d:] + (math.sqrt(1.0 - rho * rho) * TWINS_NUISANCE_STD) * noise[:, d:]
+    return torch.cat([signal, nuisance], dim=1)
 
 
 def _erase_ranges(s: float) -> tuple[tuple[float, float], ...]:

@@ -25,10 +25,17 @@ from .builtin import load_digits, load_synthetic
 from .cifar import cifar10_files, cifar100_files, load_cifar10, load_cifar100
 from .idx import find_mnist_files, load_mnist_like
 from .image_folder import image_folder_dirs, load_image_folder
+from .mnist_1d import load_mnist1d
+from .npz import load_npz, npz_files
 from .splits import stratified_subset
 from .stl10 import load_stl10, stl10_files
+from .twins import load_twins
 
-__all__ = ["clear_cache", "load_dataset"]
+__all__ = ["TWINS_CLASSES", "TWINS_GAP", "clear_cache", "load_dataset"]
+
+#: The twins defaults (:mod:`hcl_core.data.twins`): the gap between twins and the number of classes.
+TWINS_GAP = 0.5
+TWINS_CLASSES = 10
 
 _CACHE_SIZE = 8  # CIFAR as float32 is ~0.7 GB, so keep only a few data sets alive
 _LOAD_LOCK = threading.Lock()  # the app loads from several threads; load each data set once
@@ -52,6 +59,9 @@ _LOADERS: dict[str, _Loader] = {
     "digits": _Loader(lambda root: load_digits()),
     "synthetic": _Loader(lambda root, synthetic_overlap: load_synthetic(synthetic_overlap),
                          options=("synthetic_overlap",)),
+    "mnist1d": _Loader(lambda root: load_mnist1d()),
+    "twins": _Loader(lambda root, twins_gap, twins_classes: load_twins(twins_gap, twins_classes),
+                     options=("twins_gap", "twins_classes")),
     "mnist": _Loader(lambda root: load_mnist_like("mnist", root),
                      lambda root: list(find_mnist_files("mnist", root).values())),
     "fashion_mnist": _Loader(lambda root: load_mnist_like("fashion_mnist", root),
@@ -62,6 +72,7 @@ _LOADERS: dict[str, _Loader] = {
     # A directory's mtime changes when entries are added, removed or renamed in it.
     "image_folder": _Loader(lambda root, image_size: load_image_folder(root, image_size), image_folder_dirs,
                             options=("image_size",)),
+    "npz": _Loader(load_npz, npz_files),
 }
 
 if set(_LOADERS) != set(DATASETS):  # a registry record without a loader, or the reverse
@@ -75,6 +86,8 @@ def load_dataset(
     max_train: int | None = None,
     max_test: int | None = None,
     synthetic_overlap: float = 0.3,
+    twins_gap: float = TWINS_GAP,
+    twins_classes: int = TWINS_CLASSES,
     image_size: int = 32,
 ) -> Dataset:
     """Load data set ``name`` (a key of :data:`DATASETS`) as a :class:`Dataset`.
@@ -82,7 +95,9 @@ def load_dataset(
     ``root`` is the folder holding the files of the data sets that need one (ignored by the
     others). ``max_train`` / ``max_test`` keep at most that many samples, chosen
     deterministically and stratified by class. ``synthetic_overlap`` (0..1) is the class overlap
-    of ``synthetic``; ``image_size`` the side length ``image_folder`` resizes to.
+    of ``synthetic``; ``twins_gap`` (0..2) the distance between the twin classes of ``twins`` and
+    ``twins_classes`` (2..40) its number of classes; ``image_size`` the side length
+    ``image_folder`` resizes to.
 
     Results are cached in-process on these arguments (and on the modification times of the
     files read, so replaced files are re-read): repeated calls return the same tensors, which
@@ -98,6 +113,9 @@ def load_dataset(
     # Every argument is validated, whichever data set reads it.
     options = {
         "synthetic_overlap": _check_overlap(synthetic_overlap),
+        "twins_gap": _check_number("twins_gap", twins_gap, 0.0, 2.0, "0 (identical twins) to 2 (as far apart as "
+                                   "the groups)"),
+        "twins_classes": _check_whole("twins_classes", twins_classes, 2, 40),
         "image_size": _check_image_size(image_size),
     }
     max_train = _check_limit("max_train", max_train)
@@ -133,6 +151,18 @@ def _check_overlap(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"synthetic_overlap must be a number from 0 (separated) to 1 (overlapping), got {value!r}")
     return float(value)
+
+
+def _check_number(field: str, value: float, low: float, high: float, meaning: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= float(value) <= high:
+        raise ValueError(f"{field} must be a number from {meaning}, got {value!r}")
+    return float(value)
+
+
+def _check_whole(field: str, value: int, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ValueError(f"{field} must be a whole number from {low} to {high}, got {value!r}")
+    return int(value)
 
 
 def _check_image_size(value: int) -> int:
@@ -173,4 +203,6 @@ def _load_cached(
     if max_test is not None and max_test < len(test_y):
         keep = stratified_subset(test_y.numpy(), max_test)
         test_x, test_y = test_x[keep].contiguous(), test_y[keep].contiguous()
-    return Dataset(name, train_x, train_y, test_x, test_y, tuple(classes), spec.is_image)
+    # Where the files decide the shape, 4-D arrays are images.
+    is_image = spec.is_image if spec.input_shape is not None else train_x.dim() == 4
+    return Dataset(name, train_x, train_y, test_x, test_y, tuple(classes), is_image, spec.augmentation or "")
