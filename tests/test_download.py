@@ -27,7 +27,15 @@ from test_data_files import make_cifar10, write_idx
 from test_stl10 import make_stl10
 
 from hcl_core.data import DataNotFoundError, load_dataset
-from hcl_core.data.download import MIRROR_ENV, DownloadError, download, downloadable, mirror_url, needs_download
+from hcl_core.data.download import (
+    CHECKSUMS_ENV,
+    MIRROR_ENV,
+    DownloadError,
+    download,
+    downloadable,
+    mirror_url,
+    needs_download,
+)
 from hcl_core.data.idx import MNIST_FILES
 from hcl_core.data.progress import Progress, reporting_to, tqdm_progress
 from hcl_core.data.releases import RELEASES, Release, Remote
@@ -281,6 +289,20 @@ def test_the_published_table_is_torchvisions():
         lists = cls.train_list + cls.test_list + ([[cls.meta["filename"], cls.meta["md5"]]] if hasattr(cls, "meta")
                                                   else [])
         assert {(f"{cls.base_folder}/{f}", m) for f, m in lists} == set(RELEASES[name].unpacked)
+
+
+def test_checksums_can_come_from_a_json_file_named_in_the_environment(server, tmp_path, monkeypatch):
+    """How a process started by a test (the command line, the app) is given the test files' checksums."""
+    import json
+
+    _, checksums = serve_mnist(server, tmp_path)
+    table = tmp_path / "md5.json"
+    table.write_text(json.dumps(checksums))
+    monkeypatch.setenv(CHECKSUMS_ENV, str(table))
+    assert len(download("mnist", tmp_path / "data")) == 4
+    table.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=f"{CHECKSUMS_ENV}=.* must hold a JSON object"):
+        download("mnist", tmp_path / "other")
 
 
 def test_too_little_disk_space_is_refused_before_fetching(server, tmp_path):

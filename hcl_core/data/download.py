@@ -29,7 +29,10 @@ library (``hashlib``, ``tarfile``).
 ``HCL_DATA_MIRROR=URL`` (or ``mirror=``) replaces the scheme and host of every URL, keeping its
 path: ``http://127.0.0.1:8000/pub`` turns
 ``https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz`` into
-``http://127.0.0.1:8000/pub/mnist/train-images-idx3-ubyte.gz``.
+``http://127.0.0.1:8000/pub/mnist/train-images-idx3-ubyte.gz``. ``HCL_DATA_CHECKSUMS=FILE.json``
+(or ``checksums=``) replaces published MD5s, for a mirror that serves other files (and for tests
+that run the command line or the app in another process): a JSON object of
+``{file name or path in the archive: md5}``.
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ from .base import DataNotFoundError
 from .progress import ProgressFn, Tracker
 from .releases import RELEASES, Release, Remote
 
-__all__ = ["MIRROR_ENV", "DownloadError", "download", "downloadable", "mirror_url", "needs_download"]
+__all__ = ["CHECKSUMS_ENV", "MIRROR_ENV", "DownloadError", "download", "downloadable", "mirror_url", "needs_download"]
 
 MIRROR_ENV = "HCL_DATA_MIRROR"
+CHECKSUMS_ENV = "HCL_DATA_CHECKSUMS"
 _CHUNK = 1 << 20
 _USER_AGENT = "hardness-explorer (python-requests)"
 _TMP_PREFIX = ".hcl-download-"
@@ -122,7 +126,8 @@ def download(
             (``"cifar-10-python.tar.gz"``) or an unpacked file's path in its archive
             (``"cifar-10-batches-py/data_batch_1"``): for a mirror of other files, and for tests.
             When an archive's MD5 is replaced, its unpacked files are checked only against
-            replaced MD5s (the published ones describe the published archive).
+            replaced MD5s (the published ones describe the published archive). None reads the
+            JSON file named by ``HCL_DATA_CHECKSUMS``, if set.
         timeout: seconds to wait for a connection and for each read.
 
     Raises:
@@ -136,7 +141,7 @@ def download(
     mirror = os.environ.get(MIRROR_ENV) if mirror is None else mirror
     for remote in release.files:
         mirror_url(remote.url, mirror)  # a malformed mirror fails before anything is written
-    checksums = dict(checksums or {})
+    checksums = _checksums_from_env() if checksums is None else dict(checksums)
     root = Path(os.path.abspath(os.fspath(root)))
     todo = [r for r in release.files if not _in_place(r, release, root, checksums)]
     if not todo:
@@ -175,6 +180,25 @@ def download(
 # --------------------------------------------------------------------------------------------
 # steps
 # --------------------------------------------------------------------------------------------
+
+
+def _checksums_from_env() -> dict[str, str]:
+    path = os.environ.get(CHECKSUMS_ENV)
+    if not path:
+        return {}
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            table = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{CHECKSUMS_ENV}={path} cannot be read as a JSON file ({e}): fix or unset it") from None
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) and len(v) == 32
+                                              for k, v in table.items()):
+        raise ValueError(f"{CHECKSUMS_ENV}={path} must hold a JSON object of {{file name: 32-digit MD5}}: fix or "
+                         f"unset it")
+    return table
+
 
 
 def _md5_of(path: Path, progress: ProgressFn | None, label: str) -> str:
