@@ -68,6 +68,7 @@ class JobState:
         if run_dir is not None:
             self.history.run_dir = run_dir
         self.stderr_tail: list[str] = []
+        self.paused = False  # held between two steps by the user (Job.pause / Job.step)
         self._baseline: dict[str, Any] | None = None
         self._summary: dict[str, Any] | None = None
 
@@ -148,6 +149,7 @@ class JobState:
         c = JobState(self.job_id, self.config, self.state, self.message, started=self.started,
                      history=self.history.copy(), token=self.token)
         c.stderr_tail = list(self.stderr_tail)
+        c.paused = self.paused
         c._baseline, c._summary = self._baseline, self._summary
         return c
 
@@ -291,6 +293,34 @@ class Job:
     def active(self) -> bool:
         with self._lock:
             return self._state.active
+
+    def _send(self, command: str) -> bool:
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            self._proc.stdin.write(command + "\n")
+            self._proc.stdin.flush()
+            return True
+        return False
+
+    def pause(self) -> None:
+        """Hold the run before its next step (the worker then uses no CPU); :meth:`resume` goes on."""
+        with self._lock:
+            if not self._state.active:
+                return
+            self._state.paused = True
+        self._send("pause")
+
+    def resume(self) -> None:
+        with self._lock:
+            self._state.paused = False
+        self._send("resume")
+
+    def step(self) -> None:
+        """Train exactly one more step, then hold the run again."""
+        with self._lock:
+            if not self._state.active:
+                return
+            self._state.paused = True
+        self._send("step")
 
     def stop(self, timeout: float = 1.0) -> bool:
         """Ask the worker to stop; if it has not ended in time, terminate it: ends within ``timeout`` s.

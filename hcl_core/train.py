@@ -188,7 +188,8 @@ def train(
     """Train one run end to end and write its files under ``root`` (unless ``write`` is False).
 
     ``stop`` is anything with ``is_set()`` (a threading or multiprocessing Event); it is checked
-    before every step, so a stop takes effect within one step. ``callback`` receives every event.
+    before every step, so a stop takes effect within one step. A :class:`~hcl_core.control.RunControl`
+    can also pause the run between steps and let single steps through. ``callback`` receives every event.
     Errors in the data or config (a missing file, a one-class training split) propagate before
     any file is written. Once the run folder exists, every way the run can end is recorded in
     its status with a message: a NaN/inf loss ends it as ``failed`` and returns; any other
@@ -284,6 +285,10 @@ def train(
             epoch_loss, epoch_t0 = 0.0, time.perf_counter()
             for b in range(steps_per_epoch):
                 if stop is not None and stop.is_set():
+                    state, message = "stopped", f"stopped by the user at epoch {epoch}, step {step}"
+                    break
+                # A RunControl can hold the run here between steps (pause, single step).
+                if hasattr(stop, "wait_turn") and not stop.wait_turn():
                     state, message = "stopped", f"stopped by the user at epoch {epoch}, step {step}"
                     break
                 idx = perm[b * batch : (b + 1) * batch]

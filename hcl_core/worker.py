@@ -2,8 +2,9 @@
 
 Protocol (one JSON object per line):
 
-* stdin, first line: ``{"config": {...RunConfig...}, "root": "models"}``; any later line
-  ``stop`` (or end of input, e.g. because the app died) asks the run to stop.
+* stdin, first line: ``{"config": {...RunConfig...}, "root": "models"}``; later lines control
+  the run: ``stop`` (or end of input, e.g. because the app died), ``pause``, ``resume`` and
+  ``step`` (one more step, then paused again).
 * stdout: every training event, then ``{"type": "error", "message": ...}`` if the run could not
   start or crashed.
 
@@ -21,12 +22,21 @@ import sys
 import threading
 import traceback
 
+from .control import RunControl
 
-def _watch_stdin(stop: threading.Event) -> None:
+
+def _watch_stdin(control: RunControl) -> None:
     for line in sys.stdin:
-        if line.strip() == "stop":
+        command = line.strip()
+        if command == "stop":
             break
-    stop.set()  # a stop line, or the parent closed the pipe
+        if command == "pause":
+            control.pause()
+        elif command == "resume":
+            control.resume()
+        elif command == "step":
+            control.step()
+    control.set()  # a stop line, or the parent closed the pipe
 
 
 def _warm_up() -> None:
@@ -55,7 +65,7 @@ def main() -> int:
     out = sys.stdout
     sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the event stream
     lock = threading.Lock()
-    stop = threading.Event()
+    stop = RunControl()
 
     def send(event: dict) -> None:
         line = json.dumps(event, default=float)

@@ -120,6 +120,8 @@ def _status_line(s: JobState) -> str:
     c = s.config
     where = f"epoch {s.epoch}/{c.epochs} · step {s.step}/{s.total_steps or '?'}"
     speed = f" · {s.steps_per_s:.0f} steps/s" if s.steps_per_s else ""
+    if s.active and s.paused:
+        return f"Paused: {where} (Step trains one more step, Resume goes on)"
     return {"starting": "Starting the worker…", "stopping": "Stopping…"}.get(s.state, f"{s.state.capitalize()}: "
                                                                                   f"{where}{speed}")
 
@@ -218,6 +220,18 @@ def _stop(job_id: int) -> None:
         running.stop(timeout=1.0)
 
 
+def _pause_or_resume(job_id: int) -> None:
+    job = job_manager().get(job_id)
+    if job is not None:
+        job.resume() if job.view().paused else job.pause()
+
+
+def _step(job_id: int) -> None:
+    job = job_manager().get(job_id)
+    if job is not None:
+        job.step()
+
+
 def _show(job_id: int) -> None:
     st.session_state["shown_job"] = job_id
     st.session_state.pop("dismissed", None)
@@ -291,7 +305,7 @@ def _running_jobs(shown_id: int | None) -> None:
             c1, c2, c3 = st.columns([5, 1, 1])
             c1.progress(s.progress, text=f"{label}: {_status_line(s)}")
             c2.button("Show", key=f"show_{job.id}", on_click=_show, args=(job.id,), disabled=job.id == shown_id)
-            c3.button("■ Stop", key=f"stop_{job.id}", on_click=_stop, args=(job.id,))
+            c3.button("Stop", icon=":material/stop:", key=f"stop_{job.id}", on_click=_stop, args=(job.id,))
         for t in waiting:
             st.caption(f"Queued: {legend_labels([t.config])[0]} (starts when a slot frees)")
 
@@ -320,15 +334,21 @@ st.markdown(f"**{LOSSES[chosen_loss].label}** — {EXPLANATIONS[chosen_loss]}")
 st.latex(FORMULAS[chosen_loss])
 
 training_this = config is not None and any(j.active and j.config == config for j in manager.jobs())
-b1, b2, b3, info = st.columns([1, 1, 1, 5])
-b1.button("▶ Start", type="primary", disabled=bool(error) or training_this, width="stretch",
-          on_click=_start, args=(config,),
+paused = active and job.view().paused
+shown_id = job.id if job else 0
+b1, b2, b3, b4, b5, info = st.columns([1, 1, 1, 1, 1, 3])
+b1.button("Start", icon=":material/play_arrow:", type="primary", disabled=bool(error) or training_this,
+          width="stretch", on_click=_start, args=(config,),
           help="Train the configuration on the left in the background; the page stays responsive. "
                f"Up to {manager.max_active} runs train at once.")
-b2.button("■ Stop", disabled=not active, width="stretch", on_click=_stop,
-          args=(job.id if job else 0,), help="Stops the run shown below within a second; everything trained "
-                                             "so far is kept.")
-b3.button("↺ Reset", width="stretch", on_click=_reset,
+b2.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
+          disabled=not active, width="stretch", on_click=_pause_or_resume, args=(shown_id,),
+          help="Hold the run shown below between two steps, or let it go on.")
+b3.button("Step", icon=":material/skip_next:", disabled=not active, width="stretch", on_click=_step,
+          args=(shown_id,), help="Train exactly one more step (one batch), then hold: watch a single update.")
+b4.button("Stop", icon=":material/stop:", disabled=not active, width="stretch", on_click=_stop, args=(shown_id,),
+          help="Stops the run shown below within a second; everything trained so far is kept.")
+b5.button("Reset", icon=":material/restart_alt:", width="stretch", on_click=_reset,
           help="Back to the default configuration; every run stays on disk.")
 if "start_error" in st.session_state:
     st.error(st.session_state.pop("start_error"))

@@ -296,3 +296,25 @@ def test_compare_trains_the_preset_side_by_side_queued_beyond_the_limit(models, 
     table = next(d.value for d in at.dataframe if "state" in d.value.columns)
     assert list(table["state"].str.startswith("finished")) == [True] * 4
     assert "compare?runs=" in texts(at)
+
+
+def test_pause_holds_the_shown_run_step_trains_one_more_and_resume_goes_on(models):
+    at = open_page({"max_train": "200", "eval_size": "100", "threads": "1", "batch_size": "16",
+                    "epochs": "1000", "snapshot_every": "1000"})
+    button(at, "Start").click().run()
+    job = ui.job_manager().latest()
+    wait_for(lambda: job.view().step > 2)
+    button(at, "Pause").click().run()
+    assert not at.exception, at.exception
+    time.sleep(0.5)
+    held = job.view().step
+    at.run()
+    assert job.view().paused and at.get("progress")[-1].proto.text.startswith("Paused:")
+    button(at, "Step").click().run()
+    wait_for(lambda: job.view().step == held + 1, timeout=30)
+    time.sleep(0.5)
+    assert job.view().step == held + 1
+    button(at, "Resume").click().run()
+    wait_for(lambda: job.view().step > held + 3, timeout=30)
+    button(at, "Stop").click().run()
+    assert job.view().state == "stopped"

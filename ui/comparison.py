@@ -54,7 +54,8 @@ def comparison_form(base: RunConfig | None) -> None:
         st.error(str(e))
         return
     limit = job_manager().max_active
-    if st.button(f"▶ Train {len(configs)} runs side by side", type="primary", disabled=not configs,
+    if st.button(f"Train {len(configs)} runs side by side", icon=":material/play_arrow:", type="primary",
+                 disabled=not configs,
                  help=f"Up to {limit} train at once (HCL_MAX_JOBS); the others wait their turn and start by "
                       "themselves."):
         group = uuid.uuid4().hex[:8]

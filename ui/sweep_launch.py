@@ -36,7 +36,7 @@ def render_sweep_launcher() -> None:
             workers = c6.number_input("Parallel runs", 1, 8, 2)
             name = st.text_input("Sweep name (a folder under the models folder)",
                                  time.strftime("sweep-%Y%m%d-%H%M%S"))
-            go = st.form_submit_button("▶ Start the sweep", type="primary")
+            go = st.form_submit_button("Start the sweep", icon=":material/play_arrow:", type="primary")
         if go:
             try:
                 launch = sweep_runner().start(
@@ -51,7 +51,8 @@ def render_sweep_launcher() -> None:
         if launch.active:
             c1, c2 = st.columns([5, 1])
             c1.caption(f"Sweep `{launch.name}` is running: `{launch.shell_command}`")
-            c2.button("■ Stop sweep", key=f"sweep_stop_{launch.name}", on_click=sweep_runner().stop,
+            c2.button("Stop sweep", icon=":material/stop:", key=f"sweep_stop_{launch.name}",
+                      on_click=sweep_runner().stop,
                       args=(launch.name,), help="Stops the runs in flight; the finished ones are kept.")
         elif launch.returncode not in (0, None) and launch.log:
             st.error(f"Sweep `{launch.name}` ended with code {launch.returncode}: {launch.log[-1]}")
