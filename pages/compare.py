@@ -27,7 +27,7 @@ from hcl_core.plots.compare import add_baselines, embeddings_grid_figure, figure
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
 from hcl_core.store import Run, RunFileError, RunHistory
-from ui import all_runs, load_snapshot, run_history, run_label
+from ui import all_runs, load_snapshot, run_history, run_labels
 from ui.navigation import through_app
 from ui.run_files import render_run_files
 from ui.sweep_view import render_sweep_section
@@ -50,18 +50,23 @@ def pca_of(run_path: str, epoch: int, stamp: tuple, _features: np.ndarray) -> np
 
 
 def pick_runs(runs: list[Run]) -> list[Run]:
-    """The multiselect; defaults to one finished run per loss. Choices survive reruns (session state)."""
+    """The multiselect; defaults to one finished run per loss. The choice is in the URL (``?runs=id,id``)
+    so a link opens the same comparison, and survives reruns (session state)."""
     by_path = {str(r.path): r for r in runs}
+    labels = run_labels(runs)
     if KEY not in st.session_state:
+        path_of = {r.run_id: str(r.path) for r in runs}
+        linked = [path_of[i] for i in st.query_params.get("runs", "").split(",") if i in path_of]
         default = [str(r.path) for r in default_comparison(runs, DEFAULT_RUNS)]
-        st.session_state[KEY] = st.session_state.get(SAVED, default)
+        st.session_state[KEY] = linked[:MAX_RUNS] or st.session_state.get(SAVED, default)
     st.session_state[KEY] = [p for p in st.session_state[KEY] if p in by_path]  # forget deleted runs
     chosen = st.multiselect("Runs to compare", list(by_path), key=KEY, max_selections=MAX_RUNS,
-                            format_func=lambda p: run_label(by_path[p]),
+                            format_func=lambda p: labels[by_path[p].run_id],
                             placeholder="Pick runs, e.g. SimCLR, HCL β=1 and H-SCL β=1 with the same seed",
                             help="Newest first. Defaults to one finished run per loss (SimCLR, HCL, H-SCL first), "
                                  "all of the newest run's data set and seed.")
     st.session_state[SAVED] = chosen
+    st.query_params["runs"] = ",".join(by_path[p].run_id for p in chosen)
     return [by_path[p] for p in chosen]
 
 

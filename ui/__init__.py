@@ -9,6 +9,7 @@ Pages never name a run file: they ask :class:`hcl_core.store.Run` and the helper
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -33,6 +34,7 @@ __all__ = [
     "reload_run",
     "run_history",
     "run_label",
+    "run_labels",
     "runs_with_warnings",
     "snapshot",
 ]
@@ -122,10 +124,25 @@ def run_history(run: Run) -> RunHistory:
 
 
 def run_label(run: Run) -> str:
+    """The configuration, data set, name, state and start time: twins of one configuration (the demo
+    and your own, or a sweep's seeds) differ at least in when they started."""
     c = run.config
     name = f" “{c.name}”" if c.name else ""
     state = "" if run.state == "finished" else f" [{run.state}]"
-    return f"{config_label(c)} · {c.dataset}{name}{state}"
+    started = run.status.get("started")
+    when = time.strftime(" · %d %b %H:%M:%S", time.localtime(started)) if isinstance(started, int | float) else ""
+    return f"{config_label(c)} · {c.dataset}{name}{when}{state}"
+
+
+def run_labels(runs: list[Run]) -> dict[str, str]:
+    """``{run id: label}``, every label distinct (``#2`` … where two runs still read alike)."""
+    labels = {r.run_id: run_label(r) for r in runs}
+    seen: dict[str, int] = {}
+    for run_id, label in labels.items():
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[run_id] = f"{label} #{seen[label]}"
+    return labels
 
 
 def pick_run(label: str = "Run", *, key: str, runs: list[Run] | None = None,
@@ -150,11 +167,18 @@ def pick_run(label: str = "Run", *, key: str, runs: list[Run] | None = None,
                 "`python -m hcl_core train` in a terminal.")
         return None
     ids = [r.run_id for r in runs]
+    labels = run_labels(runs)
     wanted = st.query_params.get("run")
+    current = st.session_state.get(key)
+    if wanted in ids and current not in ids:
+        st.session_state[key] = wanted  # a link's run, by id (labels of twins may read alike)
+    elif current is not None and current not in ids:
+        del st.session_state[key]  # a run that has gone
     index = ids.index(wanted) if wanted in ids else 0
-    chosen = st.selectbox(label, ids, index=index, key=key,
-                          format_func=lambda i: run_label(runs[ids.index(i)]),
-                          help="Runs found in the models folder, newest first.")
+    chosen = st.selectbox(label, ids, index=None if key in st.session_state else index, key=key,
+                          format_func=labels.__getitem__,
+                          help="Runs found in the models folder, newest first; each is told apart by its start "
+                               "time.")
     st.query_params["run"] = chosen
     return runs[ids.index(chosen)]
 

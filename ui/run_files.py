@@ -13,7 +13,7 @@ import streamlit as st
 
 from hcl_core.bundle import export_run, import_bundle
 from hcl_core.store import RunFileError
-from ui import all_runs, models_root, run_label, runs_with_warnings
+from ui import all_runs, models_root, run_labels, runs_with_warnings
 
 
 def bundle_bytes(run_dir: Path) -> bytes:
@@ -36,8 +36,8 @@ def _download_section() -> None:
         st.info("No runs to download yet.")
         return
     by_id = {r.run_id: r for r in runs}
-    chosen = by_id[st.selectbox("Run to download", list(by_id), key="files_run",
-                                format_func=lambda i: run_label(by_id[i]))]
+    labels = run_labels(runs)
+    chosen = by_id[st.selectbox("Run to download", list(by_id), key="files_run", format_func=labels.__getitem__)]
     if chosen.state == "running":
         st.caption("This run is still training: its bundle can be downloaded once it has ended.")
         return
