@@ -83,6 +83,9 @@ def image_folder_dirs(root: Path) -> list[Path]:
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise DataNotFoundError(f"The image folder {root} {what}: {_image_folder_help(root)}.")
+    if root == Path(root.anchor):
+        raise DataFormatError(f"{root} is the root of the file system, not an image folder: "
+                              f"{_image_folder_help(Path('/path/to/images'))}")
     tops = [root / "train", root / "test"] if _is_split_layout(root) else [root]
     dirs = [root, *tops] if tops[0] != root else [root]
     budget = _fresh_budget()
