@@ -153,9 +153,28 @@ def _where(args: argparse.Namespace) -> Where:
 # --------------------------------------------------------------------------------------------
 
 
+def _add_download(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--download", action="store_true",
+                   help="fetch the data set's published files into --data-root first (mnist, fashion_mnist, cifar10, "
+                   "cifar100, stl10; checksums verified; HCL_DATA_MIRROR=URL replaces the host)")
+
+
+def _download_data(config: RunConfig, *, quiet: bool) -> None:
+    """--download: fetch the data set's files (a DownloadError is one line, exit 2)."""
+    from .data.download import download, downloadable
+    from .data.progress import tqdm_progress
+
+    if not downloadable(config.dataset):
+        raise UserError(f"--download: {config.dataset} is not downloaded (it needs no files or they are your own); "
+                        "leave out --download")
+    download(config.dataset, config.data_root, progress=None if quiet else tqdm_progress())
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     config = RunConfig(**_given(args))
     _writable_folder(args.out)
+    if args.download:
+        _download_data(config, quiet=args.quiet)
     from .progress import TrainProgress
     from .threads import set_process_threads
     from .tracking import train_logger
@@ -173,8 +192,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 listener(event)
 
     set_process_threads(config.threads)
+    from .data.progress import reporting_to, tqdm_progress
+
     try:
-        result = train(config, callback=callback, root=args.out)
+        with reporting_to(None if args.quiet else tqdm_progress()):  # the first read of a large data set
+            result = train(config, callback=callback, root=args.out)
     except KeyboardInterrupt:
         where = f"; the run's files so far are in {seen['run_dir']}" if seen.get("run_dir") else ""
         raise Stopped(f"Ctrl-C{where}") from None
@@ -292,6 +314,7 @@ def _add_sweep_parser(sub: Any) -> None:
                    help=f"comma-separated seeds [default {','.join(map(str, DEFAULT_SEEDS))}]")
     _add_config_flags(p, skip=("loss", "beta", "seed"))
     _add_out(p)
+    _add_download(p)
     p.add_argument("--sweep-name", default=None,
                    help="name of the sweep folder under --out [default sweep-<dataset>-<date>-<time>]")
     p.add_argument("--backend", choices=BACKENDS, default="local",
@@ -335,11 +358,10 @@ def _sweep_folder(out: Path, name: str | None, dataset: str) -> Path:
 
 def _check_data(config: RunConfig, out: str) -> None:
     """Fail fast (once, not once per run) when the data set's files are missing or unreadable."""
-    from .data import load_dataset
+    from .train import load_config_data
 
     try:
-        load_dataset(config.dataset, config.data_root, max_train=config.max_train,
-                     synthetic_overlap=config.synthetic_overlap)
+        load_config_data(config)
     except (ValueError, MemoryError, OSError) as e:
         error = _run_error(e, config, out, None)
         if error is None:
@@ -365,6 +387,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           gpus_per_run=args.gpus_per_run, devices={base.device})
     folder = _sweep_folder(Path(args.out), args.sweep_name, base.dataset)
     _writable_folder(args.out)
+    if args.download:
+        _download_data(base, quiet=args.quiet)
     if args.backend == "local":  # on Ray the data is read by the nodes, from their own data_root
         _check_data(base, args.out)
     manifest = {"name": folder.name, "created": time.time(), "losses": list(losses), "betas": list(betas),
@@ -412,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run and print its results as JSON")
     _add_config_flags(p)
     _add_out(p)
+    _add_download(p)
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     tracking.add_arguments(p)
     p.set_defaults(func=cmd_train)

@@ -77,6 +77,10 @@ FIELDS: dict[str, Field] = {
                        high=10_000_000, optional=True),
     "synthetic_overlap": Field(float, "Class overlap of the synthetic data set (0 = separated).",
                                low=0.0, high=1.0),
+    "image_size": Field(int, "Side in pixels that stl10 and image_folder images are resized to (stl10: 96 keeps "
+                        "the originals; 32 or 48 for the CPU).", low=8, high=512),
+    "unlabeled": Field(bool, "Self-supervised losses also train on the data set's unlabelled images "
+                       "(stl10: train+unlabeled, 105,000 images); the probes use the labelled splits."),
     "threads": Field(int, "CPU threads for torch (0 = torch's default).", low=0, high=256),
     "name": Field(str, "Optional label for the run (shown in lists)."),
 }
@@ -151,6 +155,8 @@ class RunConfig:
     hidden_dim: int = 256
     max_train: int | None = None
     synthetic_overlap: float = 0.3
+    image_size: int = 32
+    unlabeled: bool = False
     threads: int = 0
     name: str = ""
     # The values normalised away (see below), kept out of equality and files: replace(loss=...)

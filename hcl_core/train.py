@@ -33,6 +33,7 @@ import torch
 
 from . import data as data_lib
 from .config import RunConfig
+from .data.unlabeled import TrainingPool, has_unlabeled, load_unlabeled
 from .encoders import ContrastiveModel, build_encoder, embed_views, resolve_device
 from .evaluate import alignment, evaluate_features, uniformity
 from .losses import clamp_share, compute_loss, effective_negatives, negative_weights, same_class_mass
@@ -146,6 +147,12 @@ class _Evaluator:
         return metrics, snapshot
 
 
+def load_config_data(config: RunConfig) -> data_lib.Dataset:
+    """The data set a config trains on, with every loader option the config holds."""
+    return data_lib.load_dataset(config.dataset, config.data_root, max_train=config.max_train,
+                                 synthetic_overlap=config.synthetic_overlap, image_size=config.image_size)
+
+
 def _set_seed(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -200,9 +207,14 @@ def train(
     statistics, as the published code), else in one.
     """
     device = resolve_device(config.device)
-    ds = data_lib.load_dataset(
-        config.dataset, config.data_root, max_train=config.max_train, synthetic_overlap=config.synthetic_overlap
-    )
+    ds = load_config_data(config)
+    supervised = LOSSES[config.loss].supervised
+    # Self-supervised losses may also train on unlabelled images (STL-10's train+unlabeled); they
+    # stay uint8 on the CPU and each batch is converted on its way to the device.
+    unlabeled = None
+    if config.unlabeled and not supervised and has_unlabeled(config.dataset):
+        unlabeled = load_unlabeled(config.dataset, config.data_root, image_size=config.image_size)
+    pool = TrainingPool(ds.train_x.to(device), unlabeled)
     if len(ds.train_x) < 2:
         raise ValueError(f"data set {config.dataset!r} has fewer than 2 training samples")
     present = torch.unique(ds.train_y)
@@ -216,15 +228,13 @@ def train(
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     evaluator = _Evaluator(config, ds, device)
-    train_x = ds.train_x.to(device)
     train_y = ds.train_y.to(device)
-    n = len(train_x)
+    n = len(pool)
     batch = min(config.batch_size, n)
     steps_per_epoch = n // batch  # drop the ragged last batch: the loss depends on batch size
     total_steps = steps_per_epoch * config.epochs
     shuffle_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    supervised = LOSSES[config.loss].supervised
 
     writer = RunWriter(root, config) if write else None
     t0 = time.perf_counter()
@@ -292,7 +302,7 @@ def train(
                     state, message = "stopped", f"stopped by the user at epoch {epoch}, step {step}"
                     break
                 idx = perm[b * batch : (b + 1) * batch]
-                x1, x2 = data_lib.two_views(train_x[idx], config.aug_strength, aug_gen, is_image=ds.is_image)
+                x1, x2 = data_lib.two_views(pool.batch(idx, device), config.aug_strength, aug_gen, is_image=ds.is_image)
                 z1, z2 = embed_views(model, x1, x2, separate=separate_view_passes)
                 loss = compute_loss(
                     config.loss, z1, z2, train_y[idx] if supervised else None,

@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import data as data_lib
 from ..config import RunConfig
 from ..evaluate import knn_accuracy
 from ..export.encoder import load_encoder
 from ..store import Run
 from ..threads import limited_threads
-from ..train import _probe_split, train
+from ..train import _probe_split, load_config_data, train
 
 __all__ = ["SUMMARY_KEYS", "knn_temperatures", "run_features", "view_pass_comparison"]
 
@@ -53,7 +52,7 @@ def run_features(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     """Backbone features of a run's last checkpoint on the split its evaluations use:
     ``(train_features, train_labels, test_features, test_labels)``."""
     c = run.config
-    ds = data_lib.load_dataset(c.dataset, c.data_root, max_train=c.max_train, synthetic_overlap=c.synthetic_overlap)
+    ds = load_config_data(c)
     backbone = load_encoder(run)
     idx = _probe_split(ds)
     with torch.no_grad(), limited_threads():

@@ -27,6 +27,7 @@ from ..encoders import resolve_device
 from ..export.encoder import load_encoder
 from ..store import Run
 from ..threads import limited_threads
+from ..train import load_config_data
 
 __all__ = ["LinearProtocol", "linear_protocol"]
 
@@ -82,7 +83,7 @@ def linear_protocol(run: Run, *, epochs: int = 100, lr: float = 1e-3, weight_dec
     c = run.config
     strength = c.aug_strength if aug_strength is None else float(aug_strength)
     dev = resolve_device(device)
-    ds = data_lib.load_dataset(c.dataset, c.data_root, max_train=c.max_train, synthetic_overlap=c.synthetic_overlap)
+    ds = load_config_data(c)
     backbone = load_encoder(run, device=dev)
     for p in backbone.parameters():
         p.requires_grad_(False)
