@@ -34,8 +34,24 @@ def _init_from_url() -> None:
         return
     config, notices = RunConfig.from_query(st.query_params.to_dict())
     _set_controls(config)
+    if config.data_root:  # a folder on this machine, named by whoever wrote the link: used once confirmed
+        st.session_state["cfg_linked_root"] = config.data_root
+        st.session_state[KEY + "data_root"] = ""
     st.session_state["cfg_notices"] = notices
     st.session_state["cfg_initialised"] = True
+
+
+def _use_linked_root() -> None:
+    st.session_state[KEY + "data_root"] = st.session_state.pop("cfg_linked_root")
+
+
+def _linked_root_prompt(sb) -> None:
+    """The data folder a link names is shown, and used only after a click."""
+    root = st.session_state.get("cfg_linked_root")
+    if root:
+        sb.warning(f"The link names the data folder `{root}` on this machine. Read data from it?",
+                   icon=":material/folder_open:")
+        sb.button("Use this data folder", key=KEY + "use_linked_root", on_click=_use_linked_root)
 
 
 def _set_controls(config: RunConfig) -> None:
@@ -58,6 +74,31 @@ def _keep_hidden_values() -> None:
             st.session_state[KEY + name] = saved[name]
 
 
+def _download_control(sb, dataset: str, data_root: str | None) -> None:
+    """A Download button with a progress bar when a downloadable data set's files are missing.
+
+    Nothing is fetched before the click (HCL_DATA_MIRROR replaces the host, e.g. for a mirror).
+    """
+    from hcl_core.data.download import DownloadError, download, downloadable, needs_download
+    from hcl_core.data.releases import RELEASES
+
+    if not data_root or not downloadable(dataset) or not needs_download(dataset, data_root):
+        return
+    label = DATASETS[dataset].label
+    sb.caption(f"The {label} files are not in `{data_root}`.")
+    if sb.button(f"Download {label} ({RELEASES[dataset].download_bytes / 1e6:,.0f} MB)", key=KEY + "download",
+                 icon=":material/download:",
+                 help="Fetches the published files, verifies their checksums and puts them in the data folder; "
+                      "nothing is fetched before this click."):
+        bar = sb.progress(0.0, text="connecting")
+        try:
+            download(dataset, data_root, progress=lambda p: bar.progress(p.fraction or 0.0, text=p.describe()))
+        except (DownloadError, ValueError, OSError) as e:
+            sb.error(str(e))
+        else:
+            bar.progress(1.0, text=f"{label}: downloaded and verified")
+
+
 def _controls() -> tuple[RunConfig | None, str | None]:
     """The sidebar; returns the config, or None and the message of the field that is wrong."""
     _keep_hidden_values()
@@ -65,8 +106,10 @@ def _controls() -> tuple[RunConfig | None, str | None]:
     sb.header("Run configuration")
     dataset = field_control(sb, "dataset", "Data set", format_func=lambda n: DATASETS[n].label)
     if DATASETS[dataset].needs_root:
+        _linked_root_prompt(sb)
         sb.text_input("Data folder", key=KEY + "data_root", help=field_help("data_root"),
                       placeholder="/path/to/data")
+        _download_control(sb, dataset, st.session_state.get(KEY + "data_root") or None)
     if dataset == "synthetic":
         field_control(sb, "synthetic_overlap", "Class overlap", slider=(0.0, 1.0, 0.05))
     loss = field_control(sb, "loss", "Loss", format_func=lambda n: LOSSES[n].label,

@@ -142,3 +142,30 @@ def test_a_deep_link_as_the_first_request_opens_the_page_inside_the_app(tmp_path
         assert run_id in page.url
         assert page.get_by_role("button", name="Deploy").count() == 0  # no developer toolbar in class
         _assert_no_exception(page, "deep link")
+
+
+def test_a_linked_data_folder_needs_a_click_then_download_fetches_mnist_from_a_loopback_mirror(tmp_path):
+    """The Download button in the real app: files served on 127.0.0.1 in MNIST's real format, verified
+    with their own checksums, placed in the folder the link named (after the user confirmed it)."""
+    if not chromium_available():
+        pytest.fail(MISSING_CHROMIUM, pytrace=False)
+    from test_download import Server, serve_mnist
+
+    server = Server()
+    try:
+        _, checksums = serve_mnist(server, tmp_path, n_train=200, n_test=100)
+        (tmp_path / "md5.json").write_text(json.dumps(checksums))
+        data = tmp_path / "data"
+        env = {"HCL_DATA_MIRROR": server.url, "HCL_DATA_CHECKSUMS": str(tmp_path / "md5.json")}
+        with AppServer(models_dir=tmp_path / "models", env=env) as app, browser_page() as page:
+            page.goto(f"{app.url}/?dataset=mnist&data_root={data}", wait_until="load")
+            wait_for_app(page)
+            page.get_by_text("Read data from it?").first.wait_for(timeout=30_000)
+            assert page.get_by_role("button", name="Download").count() == 0  # not before the confirmation
+            click_button(page, "Use this data folder")
+            click_button(page, "Download MNIST")
+            page.get_by_text("downloaded and verified").first.wait_for(timeout=60_000)
+            _assert_no_exception(page, "download")
+    finally:
+        server.close()
+    assert sorted(p.name for p in (data / "MNIST" / "raw").iterdir()) == sorted(checksums)

@@ -318,3 +318,13 @@ def test_pause_holds_the_shown_run_step_trains_one_more_and_resume_goes_on(model
     wait_for(lambda: job.view().step > held + 3, timeout=30)
     button(at, "Stop").click().run()
     assert job.view().state == "stopped"
+
+
+def test_a_data_folder_from_a_link_is_shown_and_used_only_after_a_click(models, tmp_path):
+    at = open_page({"dataset": "image_folder", "data_root": str(tmp_path / "imgs")})
+    assert any("Read data from it?" in w.value for w in at.sidebar.warning)
+    assert at.sidebar.text_input(key="cfg_data_root").value == ""
+    assert button(at, "Start").disabled  # no folder is used yet
+    button(at, "Use this data folder").click().run()
+    assert at.sidebar.text_input(key="cfg_data_root").value == str(tmp_path / "imgs")
+    assert not any("Read data from it?" in w.value for w in at.sidebar.warning)
