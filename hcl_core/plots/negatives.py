@@ -77,7 +77,7 @@ def _ticks(view: str, edges: np.ndarray) -> tuple[list[float], list[str]]:
     for d in range(int(LOG_FLOOR), top + 1, 2 if top - LOG_FLOOR > 5 else 1):
         x = d - LOG_FLOOR
         vals += [-x, x] if x else [0.0]
-        text += ["−" + _decade(d), _decade(d)] if x else ["0"]
+        text += ["−" + _decade(d), _decade(d)] if x else ["±" + _decade(d)]  # the centre: |∂L/∂s| at the floor
     order = np.argsort(vals)
     return [float(vals[k]) for k in order], [text[k] for k in order]
 
@@ -150,11 +150,14 @@ def _hidden_note(s: NegativeStats, view: str) -> str:
     groups = s.views[view].values()
     total = sum(h.total for h in groups)
     below, zero = sum(h.below for h in groups), sum(h.zero for h in groups)
+    def share(count: int) -> str:
+        return "< 0.1 %" if count / total < 0.001 else f"{100 * count / total:.1f} %"
+
     parts = []
     if below:
-        parts.append(f"{100 * below / total:.1f} % below {'±' if view == 'gradient' else ''}{_decade(int(LOG_FLOOR))}")
+        parts.append(f"{share(below)} below {'±' if view == 'gradient' else ''}{_decade(int(LOG_FLOOR))}")
     if zero:
-        parts.append(f"{100 * zero / total:.1f} % exactly 0")
+        parts.append(f"{share(zero)} exactly 0")
     return "not drawn: " + ", ".join(parts) if parts else ""
 
 
