@@ -145,6 +145,9 @@ def _where(args: argparse.Namespace) -> Where:
         return Where(path=args.bundle, doing=f"importing {args.bundle}")
     if command == "export":
         return Where(path=args.to, flag="--to", doing=f"exporting to {args.to}")
+    if command == "views":
+        return Where(path=args.data_root, flag="--data-root", doing="measuring the views",
+                     data_root=args.data_root, memory_advice=_TRAINING_MEMORY)
     return Where(path=args.out, flag="--out", doing=f"reading {args.out}")
 
 
@@ -209,6 +212,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     out = {"run_dir": str(result.run_dir), "state": result.state, "message": result.message, **result.summary}
+    if args.linear_protocol and result.state == "finished":
+        from .protocol.linear import linear_protocol
+        from .store import load_run
+
+        out["linear_protocol_acc"] = linear_protocol(load_run(result.run_dir)).accuracy
     print(json.dumps(out, default=float))
     if result.state == "stopped":  # the run noticed the stop itself and recorded it
         raise Stopped(f"{result.message or 'Ctrl-C'}; the run's files are in {result.run_dir}")
@@ -438,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p)
     _add_download(p)
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.add_argument("--linear-protocol", action="store_true",
+                   help="also run the published linear evaluation at the end (a linear layer on the frozen features, "
+                   "Adam, 100 epochs on augmented training images; docs/PROTOCOL.md)")
     tracking.add_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -462,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
 
     _add_sweep_parser(sub)
+
+    from .protocol import views as views_command
+
+    p = sub.add_parser("views", help="how often augmented views keep their class, per augmentation strength "
+                       "(docs/PROTOCOL.md)")
+    views_command.add_arguments(p)
+    p.set_defaults(func=views_command.run)
     return parser
 
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-__all__ = ["Where", "describe_os_error", "one_line", "user_message"]
+__all__ = ["UsageError", "Where", "describe_os_error", "one_line", "user_message"]
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -116,8 +116,12 @@ def _is(e: BaseException, module: str, name: str) -> bool:
     return isinstance(cls, type) and isinstance(e, cls)
 
 
+class UsageError(ValueError):
+    """A command's argument is wrong; the message names it and the fix (one line, exit code 2)."""
+
+
 #: Errors whose messages already name the file or field and the fix: shown as they are.
-_STATED = (("hcl_core.sweep", "SweepError"), ("hcl_core.store", "RunFileError"),
+_STATED = (("hcl_core.errors", "UsageError"), ("hcl_core.sweep", "SweepError"), ("hcl_core.store", "RunFileError"),
            ("hcl_core.data", "DataNotFoundError"), ("hcl_core.data", "DataFormatError"),
            ("hcl_core.export._common", "ExportError"), ("hcl_core.tracking", "TrackingError"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -53,16 +52,16 @@ def test_view_fidelity_refuses_bad_arguments(kwargs, message):
 
 
 def test_the_command_prints_a_table_and_one_json_line(capsys):
-    parser = argparse.ArgumentParser()
-    views.add_arguments(parser)
-    assert views.run(parser.parse_args(["--dataset", "synthetic", "--strengths", "0,1", "--steps", "50",
-                                        "--draws", "2"])) == 0
+    from hcl_core.cli import main
+
+    assert main(["views", "--dataset", "synthetic", "--strengths", "0,1", "--steps", "50", "--draws", "2"]) == 0
     out, err = capsys.readouterr()
     line = json.loads(out.strip().splitlines()[-1])
     assert line["dataset"] == "synthetic" and line["strengths"] == [0.0, 1.0] and "proposed" in line
     assert "strength 1.00" in err and "proposed strength" in err
-    assert views.run(parser.parse_args(["--dataset", "synthetic", "--strengths", "0,5"])) == 2
-    assert "error: strengths must be" in capsys.readouterr().err
+    assert main(["views", "--dataset", "synthetic", "--strengths", "0,5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: strengths must be") and err.count("\n") == 1
 
 
 def test_knn_at_the_training_loop_temperature_reproduces_the_run_summary(hcl_run):

@@ -181,15 +181,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Measure, print a table on stderr and one JSON line on stdout; bad input: one line, exit code 2."""
+    """Measure, print a table on stderr and one JSON line on stdout (errors go to the command line's one error path)."""
+    from ..errors import UsageError
+
     try:
         strengths = [float(s) for s in str(args.strengths).split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--strengths: {args.strengths!r} is not a comma-separated list of numbers") from None
+    try:
         result = view_fidelity(args.dataset, strengths=strengths, data_root=args.data_root, draws=args.draws,
                                seed=args.seed, steps=args.steps, threshold=args.threshold,
                                synthetic_overlap=args.synthetic_overlap, max_train=args.max_train)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        if type(e) is not ValueError:  # the data package's own errors are already user errors
+            raise
+        raise UsageError(str(e)) from None
     if not args.json:
         print(f"{result.dataset}: a {result.classifier} classifier trained on clean images gets "
               f"{result.clean_accuracy:.1%} of the clean test images ({result.test_size}) right; on augmented views "
