@@ -15,4 +15,7 @@ pages = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/theory.py", title="Theory", icon=":material/functions:"),
 ]
+from ui.projections import projection_service  # noqa: E402
+
+projection_service()  # warm UMAP in the background at the first request, whichever page it opens
 st.navigation(pages).run()

@@ -18,32 +18,19 @@ import numpy as np
 import streamlit as st
 
 from hcl_core.analysis.neighbours import Neighbours, neighbours
-from hcl_core.plots.embeddings import Highlight, embedding_figure, hover_texts, thumbnail
-from hcl_core.projection import ProjectionService, align_layout, layout_key, pca_2d
-from hcl_core.store import Run
-from ui import load_eval_inputs, load_snapshot, pick_run
+from hcl_core.plots.embeddings import Highlight, embedding_figure, hover_texts, layout_ranges, thumbnail
+from hcl_core.projection import align_layout, layout_key, pca_2d
+from hcl_core.store import Run, load_run
+from ui import LIVE_REFRESH_S, load_eval_inputs, load_snapshot, pick_run
 from ui.navigation import through_app
+from ui.projections import projection_service
 
 through_app()  # first: a deep link to a fresh server must run through app.py
 
 K = 8  # neighbours and hardest negatives shown for a chosen sample
 POLL_S = 0.5  # how often the page checks whether UMAP is ready
+FRAME_S = 0.8  # seconds per epoch while Play runs
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
-
-
-@st.cache_resource(show_spinner=False)
-def projection_service() -> ProjectionService:
-    """One UMAP worker per process, warmed at once so a user's first fit skips numba's compile.
-
-    pandas is imported here, before the warm-up: ``import umap`` on the worker thread would import
-    it there, and plotly (which looks pandas up in sys.modules without importing it) then meets a
-    half-initialised module on the UI thread: "partially initialized module 'pandas'" crashes.
-    """
-    import pandas  # noqa: F401
-
-    service = ProjectionService()
-    service.warm_up()
-    return service
 
 
 @dataclass
@@ -250,11 +237,33 @@ def inspect(nb: Neighbours, sub: Subset, epoch: int, dim: int) -> None:
 # the page
 # ------------------------------------------------------------------------------------------
 
+def _advance(epoch_key: str, epochs: list[int]) -> None:
+    """One Play frame: the next epoch, or the end of playback at the last one."""
+    i = epochs.index(st.session_state[epoch_key]) if st.session_state.get(epoch_key) in epochs else -1
+    if i + 1 < len(epochs):
+        st.session_state[epoch_key] = epochs[i + 1]
+    else:
+        st.session_state["emb_playing"] = False
+    st.rerun(scope="app")
+
+
+def _toggle_play(epoch_key: str, epochs: list[int]) -> None:
+    playing = not st.session_state.get("emb_playing", False)
+    st.session_state["emb_playing"] = playing
+    if playing and st.session_state.get(epoch_key) == epochs[-1]:
+        st.session_state[epoch_key] = epochs[0]  # Play at the end starts again from the first epoch
+
+
+def _watch_new_snapshots(run_path: str, known: int) -> None:
+    """While the run trains: rerun the page when a new snapshot has been written."""
+    if len(load_run(run_path).snapshot_epochs()) != known:
+        st.rerun(scope="app")
+
+
 st.title("Embeddings")
 run = pick_run(key="emb_run")
 if run is None:
     st.stop()
-projection_service()  # the first visit starts the UMAP warm-up in the background
 snaps = read_snapshots(run)
 for problem in snaps.problems:
     st.warning(problem)
@@ -265,24 +274,39 @@ if run.state == "interrupted":
     st.warning(f"This run was interrupted before it finished: showing the {len(snaps.epochs)} snapshot(s) it "
                f"saved, up to epoch {snaps.epochs[-1]}.")
 elif run.state == "running":
-    st.info("This run is still training: new epochs appear when the page reruns (press **R**).")
+    st.info(f"This run is still training: {len(snaps.epochs)} snapshot(s) so far; new epochs appear by themselves.")
+    st.fragment(run_every=LIVE_REFRESH_S)(_watch_new_snapshots)(str(run.path), len(run.snapshot_epochs()))
 
 n, sub = len(snaps.labels), read_subset(run, snaps.labels)
 epoch_key, sample_key, chart_key = (f"emb_{w}:{run.run_id}" for w in ("epoch", "sample", "chart"))
-c_epoch, c_method = st.columns([4, 1])
+if epoch_key not in st.session_state and st.query_params.get("epoch", "").isdigit():
+    st.session_state[epoch_key] = int(st.query_params["epoch"])  # a link's epoch
+if "emb_method" not in st.session_state and st.query_params.get("layout") in ("PCA", "UMAP"):
+    st.session_state["emb_method"] = st.query_params["layout"]
+c_play, c_epoch, c_method = st.columns([1, 4, 1.4], vertical_alignment="bottom")
+playing = st.session_state.get("emb_playing", False) and len(snaps.epochs) > 1
 if len(snaps.epochs) > 1:
     if st.session_state.get(epoch_key) not in snaps.epochs:
         st.session_state[epoch_key] = snaps.epochs[-1]
+    c_play.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
+                  on_click=_toggle_play, args=(epoch_key, snaps.epochs), width="stretch",
+                  help="Step through the epochs one by one; the chart and the sample below follow.")
     epoch = c_epoch.select_slider("Epoch", snaps.epochs, key=epoch_key,
-                                  help="The epoch the chart opens at and the neighbours below are computed at. "
-                                       "▶ Play in the chart replays every epoch in your browser.")
+                                  help="The epoch the chart shows and the neighbours below are computed at.")
 else:
     epoch = snaps.epochs[0]
     c_epoch.caption(f"Only one snapshot (epoch {epoch}): nothing to animate yet.")
 method = c_method.radio("Layout", ["PCA", "UMAP"], key="emb_method", horizontal=True,
                         help="PCA: a linear projection, instant, axes with a meaning. UMAP: a non-linear map "
                              "that keeps neighbourhoods; computed in the background.")
+st.query_params.update({"epoch": str(epoch), "layout": method})
 view = (umap_view(run, snaps, epoch) if method == "UMAP" else None) or pca_view(snaps)
+if playing:
+    st.fragment(run_every=FRAME_S)(_advance)(epoch_key, snaps.epochs)
+ranges = layout_ranges(view.layouts)  # of every epoch: the axes hold still while the epoch changes
+if epoch in view.epochs:  # the chart shows the chosen epoch alone: one control drives it
+    i = view.epochs.index(epoch)
+    view = View(view.method, [epoch], [view.layouts[i]], [view.axes[i]], view.note)
 
 chosen = st.session_state.get(sample_key)
 chosen = chosen if isinstance(chosen, int) and 0 <= chosen < n else None
@@ -294,6 +318,7 @@ fig = embedding_figure(
     titles=[f"Backbone features of {n} test samples · epoch {e} · {view.method}" for e in view.epochs],
     highlight=Highlight(chosen, nb.nearest, nb.hardest) if nb is not None else None,
     show_ticks=view.method == "PCA", equal_aspect=view.method == "PCA", revision=f"{run.run_id}:{view.method}",
+    ranges=ranges,
 )
 st.plotly_chart(fig, key=chart_key, on_select=partial(on_click, chart_key, sample_key), selection_mode="points",
                 config={"displaylogo": False, "toImageButtonOptions": {"filename": f"embeddings-{run.run_id}"}})

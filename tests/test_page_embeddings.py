@@ -74,19 +74,30 @@ def test_empty_store_says_how_to_make_a_run(models):
     assert not at.get("plotly_chart")
 
 
-def test_pca_chart_with_a_frame_per_epoch_then_another_epoch(models, trained):
+def test_one_epoch_control_drives_the_chart_play_steps_through_the_epochs_and_the_url_keeps_it(models, trained):
     run = add_run(models, trained)
     at = run_page()
     fig = spec(at)
-    assert [f["name"] for f in fig["frames"]] == ["0", "1", "2"]
+    assert [f["name"] for f in fig["frames"]] == ["2"] and not fig["layout"].get("sliders")  # no second control
     assert fig["layout"]["title"]["text"] == "Backbone features of 360 test samples · epoch 2 · PCA"
     assert fig["layout"]["xaxis"]["title"]["text"].startswith("PC 1 (") and "% of variance" in fig["layout"]["xaxis"][
         "title"]["text"]
     assert [t["name"] for t in fig["data"]] == [str(k) for k in range(10)]  # legend by class
+    ranges = fig["layout"]["xaxis"]["range"], fig["layout"]["yaxis"]["range"]
     at.select_slider(key=f"emb_epoch:{run.name}").set_value(1).run()
     assert not at.exception
     fig = spec(at)
-    assert fig["layout"]["sliders"][0]["active"] == 1 and "epoch 1 ·" in fig["layout"]["title"]["text"]
+    assert "epoch 1 ·" in fig["layout"]["title"]["text"] and at.query_params["epoch"] in ("1", ["1"])
+    assert (fig["layout"]["xaxis"]["range"], fig["layout"]["yaxis"]["range"]) == ranges  # the axes hold still
+    next(b for b in at.button if b.label == "Play").click().run()  # from epoch 1: the next frame is epoch 2
+    assert at.session_state["emb_playing"]
+    at.session_state[f"emb_epoch:{run.name}"] = 2  # a frame advanced (run_every does not fire in AppTest)
+    at.run()
+    assert "epoch 2 ·" in spec(at)["layout"]["title"]["text"]
+    linked = AppTest.from_file(PAGE, default_timeout=30)
+    linked.query_params.update({"run": run.name, "epoch": "1", "layout": "PCA"})
+    linked.run()
+    assert "epoch 1 ·" in spec(linked)["layout"]["title"]["text"]
 
 
 def test_picking_a_sample_shows_its_neighbours_and_hardest_negatives(models, trained):
@@ -118,7 +129,7 @@ def test_umap_shows_pca_and_a_note_until_ready_then_umap(models, trained):
         time.sleep(0.05)
     fig = spec(at)
     assert fig["layout"]["title"]["text"].endswith("· UMAP")
-    assert [f["name"] for f in fig["frames"]] == ["0", "1", "2"]
+    assert [f["name"] for f in fig["frames"]] == ["2"]
     assert fig["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
 
 
@@ -140,7 +151,7 @@ def test_a_corrupt_snapshot_is_left_out_with_a_message(models, trained):
     (run / "snapshots" / "epoch_0001.npz").write_bytes(b"not a zip file")
     at = run_page()
     assert "The snapshot of epoch 1 is left out" in texts(at)
-    assert [f["name"] for f in spec(at)["frames"]] == ["0", "2"]
+    assert at.select_slider(key=f"emb_epoch:{run.name}").options == ["0", "2"]
 
 
 def test_all_snapshots_corrupt_is_an_error_not_a_crash(models, trained):

@@ -109,7 +109,7 @@ class Highlight:
     hardest: Sequence[int] = ()
 
 
-def _ranges(layouts: Sequence[np.ndarray], pad: float = 0.06) -> tuple[list[float], list[float]]:
+def layout_ranges(layouts: Sequence[np.ndarray], pad: float = 0.06) -> tuple[list[float], list[float]]:
     """Axis ranges holding every point of every frame, with a margin (fixed: frames never rescale)."""
     pts = np.concatenate([np.asarray(lay, dtype=np.float64) for lay in layouts])
     lo, hi = pts.min(axis=0), pts.max(axis=0)
@@ -144,6 +144,7 @@ def embedding_figure(
     frame_ms: int = 600,
     height: int = 640,
     revision: str = "embeddings",
+    ranges: tuple[list[float], list[float]] | None = None,
     validate: bool = False,
 ) -> go.Figure:
     """A scatter of ``n`` samples coloured by class, animated over epochs in the browser.
@@ -153,7 +154,9 @@ def embedding_figure(
     frame per epoch, a play/pause pair and a slider: playback runs client-side, without server
     round trips. The axis ranges are fixed to hold every frame; ``equal_aspect``: a unit is as
     long on both axes (right for PCA). ``axis_titles``/``titles``: one per epoch (they follow the
-    frame). ``hover``: ``(n,)`` hover labels, shown in a monospace font. Every class trace
+    frame). ``ranges``: fixed ``(x, y)`` axis ranges, e.g. :func:`layout_ranges` of every epoch when
+    the figure shows one epoch at a time (so the axes hold still between epochs). ``hover``:
+    ``(n,)`` hover labels, shown in a monospace font. Every class trace
     carries ``customdata`` = row index, so a click tells which sample it was. Zoom and hidden
     classes survive a rebuild while ``revision`` stays the same.
 
@@ -204,7 +207,7 @@ def embedding_figure(
     frames = [dict(name=name, data=_frame_data(lay, groups, highlight), layout=frame_layout(i))
               for i, (name, lay) in enumerate(zip(names, layouts, strict=True))]
     fig = go.Figure(data=traces, frames=frames, _validate=validate)
-    xr, yr = _ranges(layouts)
+    xr, yr = ranges if ranges is not None else layout_ranges(layouts)
     styled(fig, title=titles[active] if titles else None, height=height)
     fig.update_layout(frame_layout(active))
     fig.update_layout(
