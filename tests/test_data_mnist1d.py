@@ -29,6 +29,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
+@pytest.mark.slow
 def test_generation_is_the_packages_own_procedure_with_its_defaults_and_never_touches_the_network(no_network):
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -77,6 +78,7 @@ def test_a_damaged_cache_file_is_generated_again(cache):
         assert z["x_train"].shape == (4000, 40), "the damaged file was replaced"
 
 
+@pytest.mark.slow
 def test_logistic_regression_on_the_raw_signals_matches_the_papers_32_percent(cache):
     from sklearn.linear_model import LogisticRegression
 

@@ -30,7 +30,7 @@ def test_the_1d_cnn_is_exactly_invariant_to_circular_shifts_by_multiples_of_its_
     assert torch.allclose(model.features(torch.roll(x, 8, dims=2)), f, atol=1e-5), "8 = 2^3, three halvings"
     assert torch.allclose(model.features(torch.roll(x, -16, dims=2)), f, atol=1e-5)
     assert not torch.allclose(model.features(torch.roll(x, 3, dims=2)), f, atol=1e-3), "only nearly, in between"
-    assert model.feature_size == 128 and build_encoder("cnn", (1, 57)).features(torch.randn(2, 1, 57)).shape == (2, 128)
+    assert model.feature_size == 64 and build_encoder("cnn", (1, 57)).features(torch.randn(2, 1, 57)).shape == (2, 64)
 
 
 def test_an_encoder_that_does_not_fit_the_samples_says_which_does():
