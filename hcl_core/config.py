@@ -63,7 +63,8 @@ FIELDS: dict[str, Field] = {
     "epochs": Field(int, "Passes over the training set.", low=1, high=1000),
     "lr": Field(float, "Adam learning rate.", low=1e-6, high=1.0),
     "weight_decay": Field(float, "Adam weight decay.", low=0.0, high=0.1),
-    "aug_strength": Field(float, "Strength of the two-view augmentation (0 = identical views).",
+    "aug_strength": Field(float, "Strength of the two-view augmentation (0 = identical views; empty = the data "
+                          "set's measured default, at which views keep their class).", optional=True,
                           low=0.0, high=2.0),
     "seed": Field(int, "Random seed: the same seed on the same device reproduces the run.",
                   low=0, high=2**31 - 1),
@@ -77,6 +78,10 @@ FIELDS: dict[str, Field] = {
                        high=10_000_000, optional=True),
     "synthetic_overlap": Field(float, "Class overlap of the synthetic data set (0 = separated).",
                                low=0.0, high=1.0),
+    "twins_gap": Field(float, "twins: how far apart the two classes of a twin pair lie (0 = identical twins).",
+                       low=0.0, high=2.0),
+    "twins_classes": Field(int, "twins: the number of classes (few classes = many same-class negatives in a "
+                           "batch).", low=2, high=40),
     "image_size": Field(int, "Side in pixels that stl10 and image_folder images are resized to (stl10: 96 keeps "
                         "the originals; 32 or 48 for the CPU).", low=8, high=512),
     "unlabeled": Field(bool, "Self-supervised losses also train on the data set's unlabelled images "
@@ -146,7 +151,7 @@ class RunConfig:
     epochs: int = 30
     lr: float = 1e-3
     weight_decay: float = 1e-6
-    aug_strength: float = 1.0
+    aug_strength: float | None = None
     seed: int = 0
     device: str = "auto"
     snapshot_every: int = 5
@@ -155,6 +160,8 @@ class RunConfig:
     hidden_dim: int = 256
     max_train: int | None = None
     synthetic_overlap: float = 0.3
+    twins_gap: float = 0.5
+    twins_classes: int = 10
     image_size: int = 32
     unlabeled: bool = False
     threads: int = 0
@@ -167,6 +174,8 @@ class RunConfig:
         for name in FIELDS:
             object.__setattr__(self, name, _coerce(name, getattr(self, name)))
         data = dataset_spec(self.dataset)
+        if self.aug_strength is None:  # the data set's measured default
+            object.__setattr__(self, "aug_strength", data.default_aug_strength)
         if data.needs_root and not self.data_root:
             bundled = ", ".join(n for n, d in DATASETS.items() if not d.needs_root)
             raise ConfigError(

@@ -150,7 +150,8 @@ class _Evaluator:
 def load_config_data(config: RunConfig) -> data_lib.Dataset:
     """The data set a config trains on, with every loader option the config holds."""
     return data_lib.load_dataset(config.dataset, config.data_root, max_train=config.max_train,
-                                 synthetic_overlap=config.synthetic_overlap, image_size=config.image_size)
+                                 synthetic_overlap=config.synthetic_overlap, twins_gap=config.twins_gap,
+                                 twins_classes=config.twins_classes, image_size=config.image_size)
 
 
 def _set_seed(seed: int) -> None:

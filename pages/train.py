@@ -99,19 +99,38 @@ def _download_control(sb, dataset: str, data_root: str | None) -> None:
             bar.progress(1.0, text=f"{label}: downloaded and verified")
 
 
+#: How the data-set-specific fields are drawn: label and, for sliders, (low, high, step).
+_OPTION_CONTROLS = {
+    "synthetic_overlap": ("Class overlap", (0.0, 1.0, 0.05)),
+    "twins_gap": ("Twin gap", (0.0, 2.0, 0.05)),
+    "twins_classes": ("Classes", None),
+    "image_size": ("Image size (px)", None),
+    "unlabeled": ("Also train on the unlabelled images", None),
+}
+
+
+def _dataset_changed() -> None:
+    """A new data set brings its measured augmentation strength (the controls keep everything else)."""
+    st.session_state[KEY + "aug_strength"] = DATASETS[st.session_state[KEY + "dataset"]].default_aug_strength
+
+
 def _controls() -> tuple[RunConfig | None, str | None]:
     """The sidebar; returns the config, or None and the message of the field that is wrong."""
     _keep_hidden_values()
     sb = st.sidebar
     sb.header("Run configuration")
-    dataset = field_control(sb, "dataset", "Data set", format_func=lambda n: DATASETS[n].label)
+    dataset = field_control(sb, "dataset", "Data set", format_func=lambda n: DATASETS[n].label,
+                            on_change=_dataset_changed)
+    if DATASETS[dataset].shows_best:
+        sb.caption(f"Shows best: {DATASETS[dataset].shows_best}")
     if DATASETS[dataset].needs_root:
         _linked_root_prompt(sb)
         sb.text_input("Data folder", key=KEY + "data_root", help=field_help("data_root"),
                       placeholder="/path/to/data")
         _download_control(sb, dataset, st.session_state.get(KEY + "data_root") or None)
-    if dataset == "synthetic":
-        field_control(sb, "synthetic_overlap", "Class overlap", slider=(0.0, 1.0, 0.05))
+    for option in DATASETS[dataset].options:  # the controls only this data set reads
+        label, slider = _OPTION_CONTROLS[option]
+        field_control(sb, option, label, slider=slider)
     loss = field_control(sb, "loss", "Loss", format_func=lambda n: LOSSES[n].label,
                          help_extra="The formula is shown above the charts.")
     spec = LOSSES[loss]
@@ -129,7 +148,12 @@ def _controls() -> tuple[RunConfig | None, str | None]:
     field_control(sb, "batch_size", "Batch size", steps=BATCH_SIZES)
     field_control(sb, "epochs", "Epochs", step=5)
     field_control(sb, "lr", "Learning rate", steps=LEARNING_RATES, format_func=lambda v: f"{v:g}")
-    field_control(sb, "aug_strength", "Augmentation strength", slider=(0.0, 2.0, 0.1))
+    measured = DATASETS[dataset].view_strength
+    field_control(sb, "aug_strength", "Augmentation strength", slider=(0.0, 2.0, 0.1),
+                  help_extra=f"On {dataset}, views keep their class (95 % of a clean classifier's accuracy) up to "
+                             f"{measured:g}, the default (docs/PROTOCOL.md; `python -m hcl_core views` measures it)."
+                  if measured is not None else f"Not measured on {dataset}: the default is 1.0 "
+                                               "(`python -m hcl_core views` measures it).")
     field_control(sb, "seed", "Seed")
     field_control(sb, "device", "Device")
     with sb.expander("Advanced"):

@@ -48,6 +48,7 @@ def field_control(
     step: float | None = None,
     format_func: Callable[[Any], str] | None = None,
     help_extra: str = "",
+    on_change: Callable[[], None] | None = None,
 ) -> Any:
     """Draw the control of field ``name`` (value in ``st.session_state[KEY + name]``) and return its value.
 
@@ -58,13 +59,15 @@ def field_control(
         steps: the stops of a select slider (the current value is added, so any valid value stays).
         step: the increment of a number input.
         format_func: how a choice or step is shown.
+        on_change: called when the user changes a menu's choice (before the page reruns).
     """
     spec = FIELDS[name]
     key = KEY + name
     value = st.session_state.get(key)
     help = field_help(name, help_extra)
     if spec.choices is not None:
-        return container.selectbox(label, spec.choices, key=key, help=help, format_func=format_func or str)
+        return container.selectbox(label, spec.choices, key=key, help=help, format_func=format_func or str,
+                                   on_change=on_change)
     if spec.type is bool:
         return container.checkbox(label, key=key, help=help)
     if spec.type is str:
