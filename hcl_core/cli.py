@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .progress import TrainProgress
     from .threads import set_process_threads
     from .tracking import train_logger
-    from .train import train
+    from .train import StopSignal, stop_on_sigterm, train
 
     progress = None if args.quiet else TrainProgress()
     tensorboard = train_logger(args.tensorboard, config)
@@ -174,10 +174,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     set_process_threads(config.threads)
     try:
-        result = train(config, callback=callback, root=args.out)
-    except KeyboardInterrupt:
+        with stop_on_sigterm():  # SIGTERM (kill, a scheduler's stop) ends the run as Ctrl-C does: recorded "stopped"
+            result = train(config, callback=callback, root=args.out)
+    except KeyboardInterrupt as e:
         where = f"; the run's files so far are in {seen['run_dir']}" if seen.get("run_dir") else ""
-        raise Stopped(f"Ctrl-C{where}") from None
+        raise Stopped(f"{'SIGTERM' if isinstance(e, StopSignal) else 'Ctrl-C'}{where}") from None
     except (ValueError, MemoryError, OSError) as e:
         error = _run_error(e, config, args.out, seen.get("run_dir"))
         if error is None:
@@ -186,7 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
-    out = {"run_dir": str(result.run_dir), "state": result.state, "message": result.message, **result.summary}
+    out = {"run_dir": str(result.run_dir), "state": result.state, "message": result.message, **result.summary,
+           "baseline": result.baseline}
     print(json.dumps(out, default=float))
     if result.state == "stopped":  # the run noticed the stop itself and recorded it
         raise Stopped(f"{result.message or 'Ctrl-C'}; the run's files are in {result.run_dir}")
