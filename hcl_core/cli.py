@@ -181,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .progress import TrainProgress
     from .threads import set_process_threads
     from .tracking import train_logger
-    from .train import train
+    from .train import StopSignal, stop_on_sigterm, train
 
     progress = None if args.quiet else TrainProgress()
     tensorboard = train_logger(args.tensorboard, config)
@@ -198,11 +198,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data.progress import reporting_to, tqdm_progress
 
     try:
-        with reporting_to(None if args.quiet else tqdm_progress()):  # the first read of a large data set
+        # SIGTERM (kill, a scheduler's stop) ends the run as Ctrl-C does: recorded "stopped";
+        # the progress of a large data set's first read is shown too.
+        with stop_on_sigterm(), reporting_to(None if args.quiet else tqdm_progress()):
             result = train(config, callback=callback, root=args.out)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         where = f"; the run's files so far are in {seen['run_dir']}" if seen.get("run_dir") else ""
-        raise Stopped(f"Ctrl-C{where}") from None
+        raise Stopped(f"{'SIGTERM' if isinstance(e, StopSignal) else 'Ctrl-C'}{where}") from None
     except (ValueError, MemoryError, OSError) as e:
         error = _run_error(e, config, args.out, seen.get("run_dir"))
         if error is None:
@@ -211,7 +213,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
-    out = {"run_dir": str(result.run_dir), "state": result.state, "message": result.message, **result.summary}
+    out = {"run_dir": str(result.run_dir), "state": result.state, "message": result.message, **result.summary,
+           "baseline": result.baseline}
     if args.linear_protocol and result.state == "finished":
         from .protocol.linear import linear_protocol
         from .store import load_run

@@ -237,6 +237,29 @@ def test_sigterm_to_a_process_that_trains_under_stop_on_sigterm_records_stopped(
     assert run.state == "stopped" and run.message.startswith("stopped by SIGTERM at epoch"), run.status
 
 
+def test_sigterm_to_the_command_line_records_the_run_as_stopped_in_one_line(tmp_path):
+    out = tmp_path / "models"
+    args = ["train", "--epochs", "1000", "--out", str(out), "--quiet",
+            *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]]
+    proc = _train_until_it_steps([sys.executable, "-m", "hcl_core", *args], out)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    run = _only_run(out)
+    assert run.state == "stopped" and run.message.startswith("stopped by SIGTERM at epoch"), run.status
+    assert proc.returncode == 130 and "Traceback" not in err and err.strip().startswith("stopped: SIGTERM"), err
+
+
+def test_the_command_line_prints_the_baseline_the_run_recorded(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hcl_core", "train", "--epochs", "1", "--out", str(tmp_path),
+                           "--quiet", *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]],
+                          capture_output=True, text=True, env=_env(), cwd=PROJECT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout.splitlines()[-1])
+    run = _only_run(tmp_path)
+    assert printed["baseline"] == run.baseline and set(run.baseline) == {"raw", "random_init"}
+    assert printed["knn_acc"] == run.summary["knn_acc"]
+
+
 # --------------------------------------------------------------------------------------------
 # jobs: listed, found and stopped from any tab; a SIGTERM from outside is a stop
 # --------------------------------------------------------------------------------------------

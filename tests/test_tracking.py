@@ -59,7 +59,7 @@ def test_a_training_run_is_logged_in_its_own_subfolder_with_every_scalar(logged)
     assert [e["epoch"] for e in evals] == [0, 1, 2, 3]
     for key in (*METRICS, "effective_negatives", "clamp_share"):
         assert _same(_series(acc, f"eval/{key}"), [(e["epoch"], e[key]) for e in evals]), key
-    baseline = run.status["baseline"]
+    baseline = run.baseline  # recorded once, in the event log
     for kind in ("raw", "random_init"):
         for key, value in baseline[kind].items():
             assert _same(_series(acc, f"baseline/{kind}/{key}"), [(0, value)])

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-from ..registry import DATASETS
-from ..store import DEFAULT_ROOT, Run, RunFileError, find_run, load_npz
+from ..store import DEFAULT_ROOT, Run, find_run
 
 __all__ = ["ExportError", "RunLike", "class_names", "free_destination", "resolve_run"]
 
@@ -30,25 +28,9 @@ def resolve_run(run: RunLike, root: str | os.PathLike = DEFAULT_ROOT) -> Run:
 
 
 def class_names(run: Run, n_classes: int) -> tuple[str, ...]:
-    """The names of classes ``0 .. n_classes - 1``.
-
-    From the run's ``eval_inputs.npz`` (``classes``) when it holds them, else from the data
-    set's registry record; the class index stands in where neither knows (CIFAR-100, your own
-    image folders).
-    """
-    names: Any = None
-    path = run.path / "eval_inputs.npz"
-    if path.is_file():
-        try:
-            names = load_npz(path).get("classes")
-        except RunFileError:
-            names = None
-    if names is None:
-        spec = DATASETS.get(run.config.dataset)
-        names = spec.class_names if spec is not None else None
-    if names is None or len(names) < n_classes:
-        return tuple(str(k) for k in range(n_classes))
-    return tuple(str(c) for c in names)
+    """The names of classes ``0 .. n_classes - 1``: as the run saved them with its evaluation
+    inputs, else the data set's registry record, else the class index (the store decides)."""
+    return run.class_names(n_classes)
 
 
 def free_destination(path: str | os.PathLike, what: str) -> Path:
