@@ -28,6 +28,7 @@ from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
 from hcl_core.store import Run, RunFileError, RunHistory
 from ui import all_runs, load_snapshot, run_history, run_labels
+from ui.glossary import glossary
 from ui.navigation import through_app
 from ui.run_files import render_run_files
 from ui.sweep_view import render_sweep_section
@@ -170,6 +171,7 @@ def runs_section() -> None:
 
 
 st.title("Compare")
+glossary()
 runs_tab, sweeps_tab, files_tab = st.tabs(["Runs", "Sweeps", "Run files"])
 with runs_tab:
     runs_section()

@@ -22,6 +22,7 @@ from hcl_core.plots.embeddings import Highlight, embedding_figure, hover_texts, 
 from hcl_core.projection import align_layout, layout_key, pca_2d
 from hcl_core.store import Run, load_run
 from ui import LIVE_REFRESH_S, load_eval_inputs, load_snapshot, pick_run
+from ui.glossary import glossary
 from ui.navigation import through_app
 from ui.projections import projection_service
 
@@ -261,6 +262,7 @@ def _watch_new_snapshots(run_path: str, known: int) -> None:
 
 
 st.title("Embeddings")
+glossary()
 run = pick_run(key="emb_run")
 if run is None:
     st.stop()

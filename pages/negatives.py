@@ -27,6 +27,7 @@ from hcl_core.plots.negatives import VIEW_AXIS, VIEW_TITLE, beta_sweep_figure, n
 from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError
 from ui import pick_run, snapshot
+from ui.glossary import glossary
 from ui.navigation import through_app
 
 through_app()  # first: a deep link to a fresh server must run through app.py
@@ -167,6 +168,7 @@ times larger; here the loss is unscaled.)
 # ------------------------------------------------------------------------------------------
 
 st.title("Negatives")
+glossary()
 st.caption("What each loss does with each negative: the hardness weight, the share of the negative term, and where "
            "the gradient goes. Nothing is trained here: the preview re-weights the embeddings a run saved at a "
            "snapshot.")

@@ -27,6 +27,7 @@ from hcl_core.theory import (
 )
 from ui import all_runs, load_snapshot, pick_run, run_label
 from ui.formulas import FORMULAS
+from ui.glossary import glossary
 from ui.navigation import through_app
 
 through_app()  # first: a deep link to a fresh server must run through app.py
@@ -35,6 +36,7 @@ _UNREADABLE = (ValueError, OSError, KeyError, RunFileError)
 MAX_TABLE_RUNS = 24
 
 st.title("Theory: hard negatives, with and without labels")
+glossary()
 st.markdown(
     "**The claim** (Jiang, Nguyen, Ishwar & Aeron, *Supervised Contrastive Learning with Hard Negative "
     "Samples*, arXiv 2209.00078): with very many negatives, and under an assumption about how hard the "

@@ -16,6 +16,7 @@ from ui.comparison import comparison_form, job_queue, live_comparison
 from ui.controls import KEY, field_control, field_help
 from ui.figures import figure_downloads
 from ui.formulas import EXPLANATIONS, FORMULAS
+from ui.glossary import glossary
 from ui.navigation import through_app
 
 through_app()  # first: a deep link to a fresh server must run through app.py
@@ -389,6 +390,7 @@ job, stored = _shown(config, linked)
 active = job is not None and job.active
 
 st.title("Hardness Explorer")
+glossary()
 for notice in st.session_state.pop("cfg_notices", []):
     st.warning(notice)
 if error:

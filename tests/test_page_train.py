@@ -328,3 +328,11 @@ def test_a_data_folder_from_a_link_is_shown_and_used_only_after_a_click(models, 
     button(at, "Use this data folder").click().run()
     assert at.sidebar.text_input(key="cfg_data_root").value == str(tmp_path / "imgs")
     assert not any("Read data from it?" in w.value for w in at.sidebar.warning)
+
+
+def test_the_glossary_explains_the_words_the_pages_use(models):
+    at = open_page()
+    shown = texts(at)
+    for term in ("τ⁺ (class prior)", "clamp binds", "alignment", "effective negatives", "nats", "backbone"):
+        assert term in shown
+    assert "not bad news" in shown  # why a rising alignment is fine
