@@ -192,7 +192,8 @@ def autocast_loss_values(config: RunConfig, *, dtype: torch.dtype = torch.bfloat
                 enc = float(compute_loss(name, zlow[:batch].float(), zlow[batch:].float(), y[idx], **kw))
                 diffs[name]["autocast"].append(abs(float(auto[name]) - ref) / max(abs(ref), 1e-12))
                 diffs[name]["encoder_only"].append(abs(enc - ref) / max(abs(ref), 1e-12))
-                out.setdefault(name, {"float32": [], "autocast_dtype": str(auto[name].dtype)})["float32"].append(ref)
+                entry = out.setdefault(name, {"float32": [], "autocast_loss_dtype": str(auto[name].dtype)})
+                entry["float32"].append(ref)
     for name in LOSSES:
         out[name]["rel_diff_autocast"] = statistics.mean(diffs[name]["autocast"])
         out[name]["rel_diff_encoder_autocast_loss_fp32"] = statistics.mean(diffs[name]["encoder_only"])

@@ -68,15 +68,24 @@ NAV = '[data-testid="stSidebarNavLink"]'
 TIMEOUT_S = 120.0
 
 
-def prepare_runs(root: Path, *, epochs: int, snapshot_every: int, threads: int) -> list[Path]:
+def prepare_runs(root: Path, *, epochs: int, snapshot_every: int, threads: int, **changes: Any) -> list[Path]:
     """Four finished digits runs under ``root``: the app's default comparison (its first three
-    losses) and one more to add on the Compare page; trained oldest to newest in that order."""
+    losses) and one more to add on the Compare page; trained oldest to newest in that order.
+    ``changes``: other :class:`RunConfig` fields (e.g. a smaller ``eval_size``)."""
     from hcl_core.analysis.compare import DEFAULT_LOSS_ORDER
     from hcl_core.train import train
 
     losses = list(DEFAULT_LOSS_ORDER[3:4]) + list(DEFAULT_LOSS_ORDER[:3])
-    return [train(RunConfig(loss=loss, epochs=epochs, snapshot_every=snapshot_every, threads=threads),
+    return [train(RunConfig(loss=loss, epochs=epochs, snapshot_every=snapshot_every, threads=threads, **changes),
                   root=root).run_dir for loss in losses]
+
+
+def start_preparing(root: Path, *, epochs: int, snapshot_every: int, **changes: Any) -> subprocess.Popen:
+    """:func:`prepare_runs` in a child process (one torch thread), while the servers start."""
+    spec = json.dumps({"epochs": epochs, "snapshot_every": snapshot_every, "threads": 1, **changes})
+    return subprocess.Popen([sys.executable, "-m", "bench.interactions", str(root), spec], cwd=str(bh.ROOT),
+                            env={**os.environ, "PYTHONPATH": str(bh.ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
 
 
 @dataclass
@@ -360,32 +369,47 @@ def _steps(side: Side) -> list[Callable[[Side], dict[str, float]]]:
 
 
 def run(*, reps: int, start_reps: int, models: Path | None = None, run_epochs: int = 30, snapshot_every: int = 5,
-        app_dir: Path | None = None, profile_over: float | None = 3.0, log=print) -> dict[str, Any]:
-    """The whole benchmark: prepare four runs (unless ``models`` holds them), warm both apps up,
+        run_changes: dict[str, Any] | None = None, app_dir: Path | None = None, profile_over: float | None = 3.0,
+        log=print) -> dict[str, Any]:
+    """The whole benchmark: prepare four runs of ``run_epochs`` epochs with a snapshot every
+    ``snapshot_every`` (``run_changes``: other config fields), unless ``models`` holds them;
+    warm both apps up,
     then ``reps`` interleaved repetitions of every viewing interaction and ``start_reps`` of
     Start and Stop. Returns :func:`summary` of the timings, and under ``rerun_profiles`` the
     :mod:`bench.rerun_profile` of every page with an interaction above ``profile_over`` times
     its floor (on a copy of the four runs, so the runs Start made do not change what it sees)."""
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hcl-bench-interactions-")))
+        preparing = None
         if models is None:
             models = tmp / "models"
-            t0 = time.perf_counter()
-            prepare_runs(models, epochs=run_epochs, snapshot_every=snapshot_every, threads=1)
-            log(f"  four runs of {run_epochs} epochs trained in {time.perf_counter() - t0:.1f} s")
-        runs = sorted(p for p in models.iterdir() if (p / "snapshots").is_dir())
-        shutil.copytree(models, tmp / "profile-models")
-        from hcl_core.store import load_run
+            preparing = start_preparing(models, epochs=run_epochs, snapshot_every=snapshot_every, **(run_changes or {}))
+            stack.callback(lambda: preparing.poll() is None and preparing.kill())
+        t0 = time.perf_counter()
+        if preparing is None:
+            from hcl_core.store import load_run
 
-        epochs = load_run(runs[-1]).snapshot_epochs()
+            newest = max((p for p in models.iterdir() if (p / "snapshots").is_dir()), key=lambda p: p.name)
+            epochs = load_run(newest).snapshot_epochs()
+        else:  # what train() saves: epoch 0, every snapshot_every-th epoch and the last
+            epochs = sorted({0, *range(snapshot_every, run_epochs + 1, snapshot_every), run_epochs})
         write_floor_app(tmp / "floor", epochs=epochs, app_dir=app_dir or bh.ROOT)
         app, floor = stack.enter_context(sides(models, tmp / "floor", app_dir=app_dir))
-        for side in (app, floor):
-            t0 = time.perf_counter()
-            side.page.bring_to_front()
-            warm_up(side)
-            log(f"  {side.name}: warmed up in {time.perf_counter() - t0:.1f} s; charts per page {side.charts}, "
-                f"redrawn per interaction {side.redrawn}")
+        floor.page.bring_to_front()
+        warm_up(floor)  # while the runs train
+        log(f"  floor: warmed up in {time.perf_counter() - t0:.1f} s; charts per page {floor.charts}, "
+            f"redrawn per interaction {floor.redrawn}")
+        if preparing is not None:
+            _, err = preparing.communicate()
+            if preparing.returncode != 0:
+                raise RuntimeError(f"preparing the four runs failed: {err[-3000:]}")
+            log(f"  four runs of {run_epochs} epochs ready after {time.perf_counter() - t0:.1f} s")
+        shutil.copytree(models, tmp / "profile-models")
+        t0 = time.perf_counter()
+        app.page.bring_to_front()
+        warm_up(app)
+        log(f"  app: warmed up in {time.perf_counter() - t0:.1f} s; charts per page {app.charts}, "
+            f"redrawn per interaction {app.redrawn}")
         _viewing(app, floor, reps, log)
         _start_stop(app, floor, start_reps, log)
         out = summary(app, floor)
@@ -472,3 +496,14 @@ def summary(app: Side, floor: Side) -> dict[str, Any]:
         "charts_per_page": {s.name: s.charts for s in (app, floor)},
         "charts_redrawn_per_interaction": {s.name: s.redrawn for s in (app, floor)},
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.interactions ROOT JSON``: :func:`prepare_runs` (JSON: its keyword arguments)."""
+    argv = sys.argv[1:] if argv is None else argv
+    prepare_runs(Path(argv[0]), **json.loads(argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

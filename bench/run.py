@@ -39,11 +39,16 @@ MODES = {
     "quick": {"loss_sizes": (256, 512, 1024), "loss_reps": 3, "loss_warmup": 1, "app_reps": 1,
               "app_epochs": 10, "umap_warm_reps": 1, "default_run": False,
               "floor_sizes": (256, 1024), "floor_reps": 3, "memory_n": 1024,
-              "interaction_reps": 2, "start_reps": 1, "run_epochs": 4, "snapshot_every": 2},
+              "interaction_reps": 2, "start_reps": 1, "run_epochs": 4, "snapshot_every": 2, "profile_over": None},
+    # the least of everything, for tests/test_bench.py: its figures check the structure, not the speed
+    "smoke": {"loss_sizes": (64,), "loss_reps": 1, "loss_warmup": 0, "app_reps": 1, "app_epochs": 3,
+              "umap_warm_reps": 1, "default_run": False, "floor_sizes": (64,), "floor_reps": 1, "memory_n": 512,
+              "interaction_reps": 1, "start_reps": 1, "run_epochs": 2, "snapshot_every": 1, "profile_over": None,
+              "run_changes": {"max_train": 300, "eval_size": 100}},
     "full": {"loss_sizes": (256, 512, 1024), "loss_reps": 21, "loss_warmup": 3, "app_reps": 5,
              "app_epochs": 200, "umap_warm_reps": 3, "default_run": True,
              "floor_sizes": (256, 1024, 4096), "floor_reps": 9, "memory_n": 4096,
-             "interaction_reps": 9, "start_reps": 5, "run_epochs": 30, "snapshot_every": 5},
+             "interaction_reps": 9, "start_reps": 5, "run_epochs": 30, "snapshot_every": 5, "profile_over": 3.0},
 }
 
 #: App alternatives (``--alternatives``): name, keyword arguments of bench.app_speed.run, config changes.
@@ -118,6 +123,8 @@ def _open_app(stack: contextlib.ExitStack, config, app_dir: str | None, *, prest
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter runs (a few minutes)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="the least of every part (tests/test_bench.py checks the output's structure with it)")
     ap.add_argument("--only", nargs="*", choices=PARTS, help="run only these parts")
     ap.add_argument("--gpu", action="store_true",
                     help="the CUDA benchmark instead (bench/gpu.py): losses, a CIFAR-10-shaped ResNet-18 epoch "
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import gpu
 
         return gpu.main(quick=a.quick, log=log)
-    mode = "quick" if a.quick else "full"
+    mode = "smoke" if a.smoke else "quick" if a.quick else "full"
     p = MODES[mode]
     parts = set(a.only or PARTS)
     t_start = time.perf_counter()
@@ -214,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             log("projection: UMAP of 2000 x 64 in a fresh process (cold), then warm; PCA ...")
             started = start_cold_process(2000, p["umap_warm_reps"])
-            if mode == "quick" and "app" in parts:
+            if mode != "full" and "app" in parts:
                 # Quick mode only: the cold UMAP (one thread) leaves a core free, which the app's
                 # start-up (server, chromium, spare worker) and the first bare process's imports
                 # use meanwhile. It costs the cold UMAP figure a few seconds; the full mode does not.
@@ -270,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             f"repetitions ({p['start_reps']} of Start/Stop) ...")
         r = interactions.run(reps=p["interaction_reps"], start_reps=p["start_reps"], run_epochs=p["run_epochs"],
                              snapshot_every=p["snapshot_every"], app_dir=Path(a.app_dir) if a.app_dir else None,
-                             log=log)
+                             run_changes=p.get("run_changes"), profile_over=p["profile_over"], log=log)
         for name, v in r["interaction_seconds"].items():
             log(f"  {name:>22}: app {v['app']:7.3f} s  empty {v['floor']:7.3f} s  "
                 f"ratio {r['interaction_ratio_vs_empty_page'][name]:.2f}")
