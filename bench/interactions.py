@@ -65,6 +65,8 @@ __all__ = ["Side", "prepare_runs", "run", "summary"]
 #: The long run started by ``start_to_first_point`` (stopped right after its first point).
 START_CONFIG = RunConfig(epochs=1000)
 NAV = '[data-testid="stSidebarNavLink"]'
+#: What an interaction returns per figure: its seconds and :func:`browser_harness.phases` (or None).
+Step = tuple[float, dict[str, float] | None]
 TIMEOUT_S = 120.0
 
 
@@ -100,6 +102,7 @@ class Side:
     charts: dict[str, int] = field(default_factory=dict)  # title -> charts drawn once settled
     redrawn: dict[str, int] = field(default_factory=dict)  # interaction -> charts it redraws
     times: dict[str, list[float]] = field(default_factory=dict)
+    phases: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     first_visit: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -109,8 +112,10 @@ class Side:
     def title_of(self, stem: str) -> str | None:
         return next((t for p, t in self.pages if Path(p).stem == stem), None)
 
-    def record(self, name: str, seconds: float) -> None:
+    def record(self, name: str, seconds: float, phases: dict[str, float] | None = None) -> None:
         self.times.setdefault(name, []).append(seconds)
+        if phases:
+            self.phases.setdefault(name, []).append(phases)
 
     def settle(self, *, workers: bool = False, quiet_s: float = 0.3) -> None:
         """Wait until the script is not running and the server (and its workers) are idle."""
@@ -128,11 +133,11 @@ class Side:
 
 
 # --------------------------------------------------------------------------------------------
-# the interactions: each returns {figure name: seconds}
+# the interactions: each returns {figure name: (seconds, their phases or None)}
 # --------------------------------------------------------------------------------------------
 
 
-def first_open(side: Side) -> dict[str, float]:
+def first_open(side: Side) -> dict[str, Step]:
     tab = side.page.context.new_page()
     try:
         tab.goto(side.server.url + "/", wait_until="commit")
@@ -141,40 +146,40 @@ def first_open(side: Side) -> dict[str, float]:
     finally:
         tab.close()
     side.page.bring_to_front()
-    return {"first_open": r["seconds"]}
+    return {"first_open": (r["seconds"], r["phases"])}
 
 
-def switch(side: Side, title: str) -> dict[str, float]:
+def switch(side: Side, title: str) -> dict[str, Step]:
     link = side.page.locator(NAV, has_text=title).first
     bh.mark(side.page)
     link.click()
     r = bh.wait_done(side.page, {"idle": True, "heading": side.heading[title], "charts": side.charts[title]},
                      timeout_s=TIMEOUT_S)
-    return {f"switch_to_{title.lower()}": r["seconds"]}
+    return {f"switch_to_{title.lower()}": (r["seconds"], r["phases"])}
 
 
 def _slider(side: Side, label: str) -> Any:
     return side.page.locator(f'[data-testid="stSlider"] input[type="range"][aria-label^="{label}"]').first
 
 
-def _key_step(side: Side, name: str, label: str, key: str, page_title: str) -> dict[str, float]:
+def _key_step(side: Side, name: str, label: str, key: str, page_title: str) -> dict[str, Step]:
     thumb = _slider(side, label)
     thumb.focus()
     bh.mark(side.page)
     side.page.keyboard.press(key)
     r = bh.wait_done(side.page, {"idle": True, "charts": side.charts[page_title],
                                  "redrawn": side.redrawn.get(name, 0)}, timeout_s=TIMEOUT_S)
-    return {name: r["seconds"]}
+    return {name: (r["seconds"], r["phases"])}
 
 
-def epoch_step(side: Side) -> dict[str, float]:
+def epoch_step(side: Side) -> dict[str, Step]:
     """Between the last epoch and the one before it (ArrowLeft from the last, else ArrowRight)."""
     thumb = _slider(side, "Epoch")
     key = "ArrowLeft" if thumb.get_attribute("value") == thumb.get_attribute("max") else "ArrowRight"
     return _key_step(side, "epoch_step", "Epoch", key, side.title_of("embeddings"))
 
 
-def beta_step(side: Side) -> dict[str, float]:
+def beta_step(side: Side) -> dict[str, Step]:
     """One step (0.1) up: a β this page has not computed yet."""
     return _key_step(side, "preview_beta_step", "Preview β", "ArrowRight", side.title_of("negatives"))
 
@@ -197,7 +202,7 @@ _PLAY_HOOK_JS = """
 """
 
 
-def play(side: Side) -> dict[str, float]:
+def play(side: Side) -> dict[str, Step]:
     frames = side.page.evaluate(_PLAY_HOOK_JS)
     if frames < 2:
         raise RuntimeError(f"{side.name} app: no animated chart with ▶ Play and 2+ frames on the Embeddings page")
@@ -215,9 +220,9 @@ def play(side: Side) -> dict[str, float]:
         after = [p for p in rec["plots"] if t <= p <= end]
         if after:
             draws.append(after[0] - t)
-    out = {"play_frame": statistics.median(intervals) / 1000.0}
+    out = {"play_frame": (statistics.median(intervals) / 1000.0, None)}
     if draws:
-        out["play_frame_draw"] = statistics.median(draws) / 1000.0
+        out["play_frame_draw"] = (statistics.median(draws) / 1000.0, None)
     return out
 
 
@@ -225,7 +230,7 @@ def _runs_box(side: Side) -> Any:
     return side.page.locator('[data-testid="stMultiSelect"]', has_text="Runs to compare").first
 
 
-def compare_add(side: Side, *, learn: bool = False) -> dict[str, float]:
+def compare_add(side: Side, *, learn: bool = False) -> dict[str, Step]:
     """Pick the first run not chosen yet; time it; remove it again (untimed)."""
     page = side.page
     _runs_box(side).locator('input[role="combobox"]').click()
@@ -236,27 +241,27 @@ def compare_add(side: Side, *, learn: bool = False) -> dict[str, float]:
     option.click()
     if learn:
         _count_redrawn(side, "compare_four_runs")
-        seconds = float("nan")
+        result = (float("nan"), None)
     else:
         r = bh.wait_done(page, {"idle": True, "redrawn": side.redrawn["compare_four_runs"]}, timeout_s=TIMEOUT_S)
-        seconds = r["seconds"]
+        result = (r["seconds"], r["phases"])
     page.keyboard.press("Escape")
     side.settle()
     _runs_box(side).locator(f'button[aria-label="Remove {label}"]').first.click()
     side.settle()
-    return {"compare_four_runs": seconds}
+    return {"compare_four_runs": result}
 
 
-def start(side: Side) -> dict[str, float]:
+def start(side: Side) -> dict[str, Step]:
     page = side.page
     button = bh.wait_enabled(page, "Start", TIMEOUT_S)
     bh.mark(page, first_point="Training loss")
     button.click()
     r = bh.wait_done(page, {"first_point": "Training loss"}, timeout_s=TIMEOUT_S)
-    return {"start_to_first_point": r["seconds"]}
+    return {"start_to_first_point": (r["seconds"], r["phases"])}
 
 
-def stop(side: Side) -> dict[str, float]:
+def stop(side: Side) -> dict[str, Step]:
     page = side.page
     if "stopped by the user" in page.locator('[data-testid="stMain"]').inner_text():
         raise RuntimeError(f"{side.name} app: 'stopped by the user' is shown before Stop was pressed")
@@ -265,11 +270,11 @@ def stop(side: Side) -> dict[str, float]:
     button.click()
     r = bh.wait_done(page, {"idle": True, "text": "stopped by the user", "enabled": ["Start"],
                             "disabled": ["Stop"]}, timeout_s=TIMEOUT_S)
-    return {"stop_to_stopped": r["seconds"]}
+    return {"stop_to_stopped": (r["seconds"], r["phases"])}
 
 
 #: The interactions of each page (by its script's name), in the order they run after the switch.
-PAGE_STEPS: dict[str, list[Callable[[Side], dict[str, float]]]] = {
+PAGE_STEPS: dict[str, list[Callable[[Side], dict[str, Step]]]] = {
     "embeddings": [epoch_step, play],
     "negatives": [beta_step],
     "compare": [compare_add],
@@ -360,8 +365,8 @@ def sides(models: Path, floor_dir: Path, *, app_dir: Path | None = None) -> Iter
         yield Side("app", app_server, page, real_pages), Side("floor", floor_server, floor_page, floor_pages)
 
 
-def _steps(side: Side) -> list[Callable[[Side], dict[str, float]]]:
-    steps: list[Callable[[Side], dict[str, float]]] = [first_open]
+def _steps(side: Side) -> list[Callable[[Side], dict[str, Step]]]:
+    steps: list[Callable[[Side], dict[str, Step]]] = [first_open]
     for path, title in [*side.pages[1:], side.pages[0]]:
         steps.append(lambda s, t=title: switch(s, t))
         steps.extend(PAGE_STEPS.get(Path(path).stem, []))
@@ -426,8 +431,8 @@ def _viewing(app: Side, floor: Side, reps: int, log) -> None:
         for i in range(len(steps["app"])):
             for side in order:
                 side.page.bring_to_front()
-                for name, seconds in steps[side.name][i](side).items():
-                    side.record(name, seconds)
+                for name, (seconds, split) in steps[side.name][i](side).items():
+                    side.record(name, seconds, split)
                 side.settle()
         log(f"  repetition {rep + 1}/{reps} (app/floor): " + ", ".join(
             f"{k} {app.times[k][-1]:.2f}/{floor.times[k][-1]:.2f} s" for k in app.times))
@@ -443,8 +448,8 @@ def _start_stop(app: Side, floor: Side, reps: int, log) -> None:
         for side in ((app, floor) if rep % 2 == 0 else (floor, app)):
             side.page.bring_to_front()
             for fn in (start, stop):
-                for name, seconds in fn(side).items():
-                    side.record(name, seconds)
+                for name, (seconds, split) in fn(side).items():
+                    side.record(name, seconds, split)
             side.settle(workers=True, quiet_s=1.0)
         log(f"  start/stop {rep + 1}/{reps} (app/floor): start {app.times['start_to_first_point'][-1]:.2f}/"
             f"{floor.times['start_to_first_point'][-1]:.2f} s, stop {app.times['stop_to_stopped'][-1]:.2f}/"
@@ -487,11 +492,14 @@ def summary(app: Side, floor: Side) -> dict[str, Any]:
                          "floor_all": [r3(v) for v in floor.times.get(name, [])]}
         ratios[name] = r3(ratio(a, f))
     worst = max(ratios, key=lambda k: ratios[k]) if ratios else None
+    split = {s.name: {name: {k: r3(median([p[k] for p in runs])) for k in runs[0]} for name, runs in s.phases.items()}
+             for s in (app, floor)}
     return {
         "interaction_ratio_vs_empty_page": ratios,
         "interaction_ratio_vs_empty_page_max": ratios[worst] if worst else float("nan"),
         "interaction_worst": worst,
         "interaction_seconds": seconds,
+        "interaction_phases_seconds": split,
         "first_visit_seconds": {s.name: {k: r3(v) for k, v in s.first_visit.items()} for s in (app, floor)},
         "charts_per_page": {s.name: s.charts for s in (app, floor)},
         "charts_redrawn_per_interaction": {s.name: s.redrawn for s in (app, floor)},

@@ -386,10 +386,14 @@ def exceptions_on_page(page: Any) -> list[str]:
 TIMING_INIT_JS = """
 (() => {
   if (window.__hcl) return;
-  const h = window.__hcl = {inputAt: null, old: new WeakSet(), seenEmpty: false, play: null};
+  const h = window.__hcl = {inputAt: null, old: new WeakSet(), seenEmpty: false, play: null, states: []};
   const note = () => { if (h.inputAt === null) h.inputAt = performance.now(); };
   window.addEventListener('pointerdown', note, true);
   window.addEventListener('keydown', note, true);
+  // every change of the app's script state ("running", "notRunning", ...), with its time
+  new MutationObserver((records) => {
+    for (const r of records) h.states.push([performance.now(), r.target.getAttribute('data-test-script-state')]);
+  }).observe(document, {attributes: true, subtree: true, attributeFilter: ['data-test-script-state']});
 })();
 """
 
@@ -445,7 +449,8 @@ _DONE_JS = """
     if (!h.old.has(gd._fullData)) redrawn += 1;
   }
   if (drawn < (spec.charts || 0) || redrawn < (spec.redrawn || 0)) return null;
-  return {t: performance.now(), input: h.inputAt, charts: visible, drawn: drawn, redrawn: redrawn};
+  return {t: performance.now(), input: h.inputAt, charts: visible, drawn: drawn, redrawn: redrawn,
+          states: h.states.slice(-200)};
 }
 """.replace("CHART_JS", _CHART_JS.strip())
 
@@ -483,10 +488,10 @@ def wait_done(page: Any, spec: dict[str, Any], *, timeout_s: float = 60.0, since
               ) -> dict[str, Any]:
     """Wait (checking every animation frame) until ``spec`` holds (see ``_DONE_JS``).
 
-    Returns the in-page figures and ``seconds``: from the first input event after :func:`mark`
-    to the frame where ``spec`` first held; with ``since_navigation``, from the start of the
-    document's navigation instead (a page being opened). Both ends are read from the page's own
-    clock, so Playwright's round trips are not counted.
+    Returns the in-page figures, ``seconds``: from the first input event after :func:`mark` to
+    the frame where ``spec`` first held (with ``since_navigation``, from the start of the
+    document's navigation instead: a page being opened), and their :func:`phases`. Both ends are
+    read from the page's own clock, so Playwright's round trips are not counted.
     """
     handle = page.wait_for_function(_DONE_JS, arg=spec, timeout=timeout_s * 1000, polling="raf")
     out = handle.json_value()
@@ -494,7 +499,23 @@ def wait_done(page: Any, spec: dict[str, Any], *, timeout_s: float = 60.0, since
     if start is None:
         raise RuntimeError(f"no input event reached the page before {spec} held: the action did not happen")
     out["seconds"] = (out["t"] - start) / 1000.0
+    out["phases"] = phases(out.pop("states"), start, out["t"])
     return out
+
+
+def phases(states: list[tuple[float, str]], start: float, done: float) -> dict[str, float] | None:
+    """Split ``start`` → ``done`` (page clock, ms) at the app's script state changes in between:
+    ``to_script_s`` until the first "running" (input handling, the websocket, the server picking
+    the rerun up), ``script_s`` until the last "notRunning" (the script run and its deltas arriving),
+    ``after_script_s`` from then on (the browser drawing what is left); None when no run was seen."""
+    between = [(t, s) for t, s in states if start <= t <= done]
+    runs = [t for t, s in between if s == "running"]
+    if not runs:
+        return None
+    ends = [t for t, s in between if s == "notRunning" and t >= runs[0]]
+    end = ends[-1] if ends else done
+    return {"to_script_s": (runs[0] - start) / 1000.0, "script_s": (end - runs[0]) / 1000.0,
+            "after_script_s": (done - end) / 1000.0}
 
 
 def settled(page: Any) -> dict[str, Any]:
