@@ -26,15 +26,29 @@ from bench.timing import load_average, r3  # noqa: E402
 #: The targets BENCHMARKS.md compares against.
 TARGETS = {
     "loss_ratio_vs_naive_max": ("<=", 1.0),
-    "train_throughput_ratio_app_vs_bare": (">=", 0.8),
+    "train_throughput_ratio_app_vs_bare": (">=", 0.85),
     "first_update_seconds": ("<", 3.0),
+    "interaction_ratio_vs_empty_page_max": ("<=", 3.0),
+    "loss_peak_memory_matrices_max": ("<=", 3.0),
 }
+
+#: Every part, in the order they run.
+PARTS = ("losses", "floor", "memory", "training", "projection", "app", "interactions")
 
 MODES = {
     "quick": {"loss_sizes": (256, 512, 1024), "loss_reps": 3, "loss_warmup": 1, "app_reps": 1,
-              "app_epochs": 10, "umap_warm_reps": 1, "default_run": False},
+              "app_epochs": 10, "umap_warm_reps": 1, "default_run": False,
+              "floor_sizes": (256, 1024), "floor_reps": 3, "memory_n": 1024,
+              "interaction_reps": 2, "start_reps": 1, "run_epochs": 4, "snapshot_every": 2, "profile_over": None},
+    # the least of everything, for tests/test_bench.py: its figures check the structure, not the speed
+    "smoke": {"loss_sizes": (64,), "loss_reps": 1, "loss_warmup": 0, "app_reps": 1, "app_epochs": 3,
+              "umap_warm_reps": 1, "default_run": False, "floor_sizes": (64,), "floor_reps": 1, "memory_n": 512,
+              "interaction_reps": 1, "start_reps": 1, "run_epochs": 2, "snapshot_every": 1, "profile_over": None,
+              "run_changes": {"max_train": 300, "eval_size": 100}},
     "full": {"loss_sizes": (256, 512, 1024), "loss_reps": 21, "loss_warmup": 3, "app_reps": 5,
-             "app_epochs": 200, "umap_warm_reps": 3, "default_run": True},
+             "app_epochs": 200, "umap_warm_reps": 3, "default_run": True,
+             "floor_sizes": (256, 1024, 4096), "floor_reps": 9, "memory_n": 4096,
+             "interaction_reps": 9, "start_reps": 5, "run_epochs": 30, "snapshot_every": 5, "profile_over": 3.0},
 }
 
 #: App alternatives (``--alternatives``): name, keyword arguments of bench.app_speed.run, config changes.
@@ -108,9 +122,13 @@ def _open_app(stack: contextlib.ExitStack, config, app_dir: str | None, *, prest
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter runs (< 60 s)")
-    ap.add_argument("--only", nargs="*", choices=["losses", "training", "projection", "app"],
-                    help="run only these parts")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter runs (a few minutes)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="the least of every part (tests/test_bench.py checks the output's structure with it)")
+    ap.add_argument("--only", nargs="*", choices=PARTS, help="run only these parts")
+    ap.add_argument("--gpu", action="store_true",
+                    help="the CUDA benchmark instead (bench/gpu.py): losses, a CIFAR-10-shaped ResNet-18 epoch "
+                         "against a bare loop, bf16 autocast, transfers, the app's worker on CUDA")
     ap.add_argument("--alternatives", action="store_true",
                     help="also measure the app with alternatives (page closed, 1 worker thread, 2 s refresh); "
                          "the full mode does it by itself when the app keeps less than 80 %% of the bare speed")
@@ -119,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="first wait up to this long for the load average to fall below 1.0")
     a = ap.parse_args(argv)
-    mode = "quick" if a.quick else "full"
+    if a.gpu:
+        from bench import gpu
+
+        return gpu.main(quick=a.quick, log=log)
+    mode = "smoke" if a.smoke else "quick" if a.quick else "full"
     p = MODES[mode]
-    parts = set(a.only or ["losses", "training", "projection", "app"])
+    parts = set(a.only or PARTS)
     t_start = time.perf_counter()
     if a.wait_quiet:
         wait_quiet(1.0, a.wait_quiet)
@@ -147,6 +169,36 @@ def main(argv: list[str] | None = None) -> int:
                               "d": 128, "reps": p["loss_reps"]}
         log(f"  ({time.perf_counter() - t0:.1f} s)")
 
+    if "floor" in parts:
+        from bench import loss_floor
+
+        t0 = time.perf_counter()
+        log("losses: forward+backward against the matmul floor (Z Z^T and its gradient), interleaved ...")
+        results = loss_floor.run(p["floor_sizes"], reps=p["floor_reps"], warmup=1)
+        for key, r in results.items():
+            log(f"  {key:>18}: loss {r['loss_ms']:9.2f} ms  floor {r['floor_ms']:9.2f} ms  ratio {r['ratio']:.2f}")
+        out.update(loss_floor.summary(results))
+        out["loss_floor_details"] = results
+        log(f"  ({time.perf_counter() - t0:.1f} s)")
+
+    if "memory" in parts:
+        from bench import loss_floor
+        from hcl_core.registry import LOSSES
+
+        t0 = time.perf_counter()
+        n = p["memory_n"]
+        log(f"losses: peak extra memory at N = {n} (float32, CPU), one fresh process each ...")
+        mem = {name: loss_floor.peak_memory(name, n) for name in ("matmul_floor", *LOSSES)}
+        for name, r in mem.items():
+            log(f"  {name:>12}: {r['peak_extra_bytes'] / 2**20:8.1f} MiB = {r['peak_extra_matrices']:.2f} "
+                f"(2N)^2 float32 matrices")
+        out["loss_peak_memory_matrices"] = {k: v["peak_extra_matrices"] for k, v in mem.items()}
+        out["loss_peak_memory_matrices_max"] = max(v["peak_extra_matrices"] for k, v in mem.items()
+                                                   if k != "matmul_floor")
+        out["loss_peak_memory"] = {"N": n, "method": mem["matmul_floor"]["method"],
+                                   "bytes": {k: v["peak_extra_bytes"] for k, v in mem.items()}}
+        log(f"  ({time.perf_counter() - t0:.1f} s)")
+
     if "training" in parts and p["default_run"]:
         from bench.train_speed import bare_run
 
@@ -169,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             log("projection: UMAP of 2000 x 64 in a fresh process (cold), then warm; PCA ...")
             started = start_cold_process(2000, p["umap_warm_reps"])
-            if mode == "quick" and "app" in parts:
+            if mode != "full" and "app" in parts:
                 # Quick mode only: the cold UMAP (one thread) leaves a core free, which the app's
                 # start-up (server, chromium, spare worker) and the first bare process's imports
                 # use meanwhile. It costs the cold UMAP figure a few seconds; the full mode does not.
@@ -216,6 +268,21 @@ def main(argv: list[str] | None = None) -> int:
                 alts[name]["cpu_shares"] = {k: res["app_runs"][0][k] for k in (
                     "worker_cpu_share", "server_cpu_share", "chromium_cpu_share", "others_cpu_share")}
             out["app_alternatives"] = alts
+
+    if "interactions" in parts:
+        from bench import interactions
+
+        t0 = time.perf_counter()
+        log(f"interactions in chromium: the app against an empty app, {p['interaction_reps']} interleaved "
+            f"repetitions ({p['start_reps']} of Start/Stop) ...")
+        r = interactions.run(reps=p["interaction_reps"], start_reps=p["start_reps"], run_epochs=p["run_epochs"],
+                             snapshot_every=p["snapshot_every"], app_dir=Path(a.app_dir) if a.app_dir else None,
+                             run_changes=p.get("run_changes"), profile_over=p["profile_over"], log=log)
+        for name, v in r["interaction_seconds"].items():
+            log(f"  {name:>22}: app {v['app']:7.3f} s  empty {v['floor']:7.3f} s  "
+                f"ratio {r['interaction_ratio_vs_empty_page'][name]:.2f}")
+        out.update(r)
+        log(f"  ({time.perf_counter() - t0:.1f} s)")
 
     out["load_average_end"] = r3(load_average())
     out["targets"] = verdicts(out)

@@ -271,6 +271,21 @@ def browser_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
             browser.close()
 
 
+@contextlib.contextmanager
+def browser_context(width: int = 1400, height: int = 900) -> Iterator[Any]:
+    """A Playwright browser context in Debian's headless chromium: open several tabs with ``new_page()``."""
+    if not chromium_available():
+        raise RuntimeError(MISSING_CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield browser.new_context(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
 def wait_for_app(page: Any, timeout_s: float = 60.0) -> None:
     """Wait until the page's script has run: a heading is in the main area and Streamlit has been
     idle (no "running" indicator) for half a second."""
@@ -359,3 +374,168 @@ def exceptions_on_page(page: Any) -> list[str]:
     if "Traceback (most recent call last)" in body and not texts:
         texts.append(body[body.index("Traceback"):][:2000])
     return texts
+
+
+# --------------------------------------------------------------------------------------------
+# timing in the page: from the user's input event to the frame where the result is on screen
+# --------------------------------------------------------------------------------------------
+
+#: Installed in every document of a context (:func:`install_timing`): remembers when the first
+#: input event (pointer or key) after the last :func:`mark` reached the page, in the page's own
+#: clock (``performance.now()``, milliseconds since the document's navigation started).
+TIMING_INIT_JS = """
+(() => {
+  if (window.__hcl) return;
+  const h = window.__hcl = {inputAt: null, old: new WeakSet(), seenEmpty: false, play: null, states: []};
+  const note = () => { if (h.inputAt === null) h.inputAt = performance.now(); };
+  window.addEventListener('pointerdown', note, true);
+  window.addEventListener('keydown', note, true);
+  // every change of the app's script state ("running", "notRunning", ...), with its time
+  new MutationObserver((records) => {
+    for (const r of records) h.states.push([performance.now(), r.target.getAttribute('data-test-script-state')]);
+  }).observe(document, {attributes: true, subtree: true, attributeFilter: ['data-test-script-state']});
+})();
+"""
+
+_MARK_JS = """
+(title) => {
+  const h = window.__hcl;
+  h.inputAt = null; h.old = new WeakSet();
+  h.seenEmpty = title ? (CHART_JS)(title).points === 0 : false;
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) if (gd._fullData) h.old.add(gd._fullData);
+  return true;
+}
+""".replace("CHART_JS", _CHART_JS.strip())
+
+# ``done`` is true in the first animation frame where everything ``spec`` asks for holds:
+#   heading: the main area's first h1 reads this;   text / no_text: the main area shows / lacks it;
+#   idle: the app's script state is "notRunning" (the rerun the input caused has finished);
+#   charts: at least this many visible Plotly charts are drawn (data computed, svg in place);
+#   redrawn: at least this many of them drew new data since the mark;
+#   enabled / disabled: some / every main-area button whose text holds the label is enabled / disabled;
+#   first_point: the chart with this title was seen without points after the mark, then with >= 1
+#   point on a drawn line (a new run's first loss point, not the previous run's curve).
+_DONE_JS = """
+(spec) => {
+  const h = window.__hcl;
+  if (!h) return null;
+  const app = document.querySelector('[data-testid="stApp"]');
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (!app || !main) return null;
+  if (spec.first_point) {
+    const r = (CHART_JS)(spec.first_point);
+    if (!h.seenEmpty) { if (r.points === 0) h.seenEmpty = true; return null; }
+    if (!(r.points >= 1 && r.paths > 0)) return null;
+  }
+  if (spec.idle && app.getAttribute('data-test-script-state') !== 'notRunning') return null;
+  if (spec.heading !== undefined) {
+    const h1 = main.querySelector('h1');
+    if (!h1 || h1.innerText.trim() !== spec.heading) return null;
+  }
+  const text = (spec.text || spec.no_text) ? main.innerText : '';
+  if (spec.text && !text.includes(spec.text)) return null;
+  if (spec.no_text && text.includes(spec.no_text)) return null;
+  const buttons = (label) => [...main.querySelectorAll('[data-testid^="stBaseButton"]')]
+      .filter(b => b.innerText.includes(label));
+  for (const label of spec.enabled || []) if (!buttons(label).some(b => !b.disabled)) return null;
+  for (const label of spec.disabled || []) if (buttons(label).some(b => !b.disabled)) return null;
+  let visible = 0, drawn = 0, redrawn = 0;
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const box = gd.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    visible += 1;
+    if (!gd._fullData || !gd._fullLayout || !gd.querySelector('.main-svg')) continue;
+    drawn += 1;
+    if (!h.old.has(gd._fullData)) redrawn += 1;
+  }
+  if (drawn < (spec.charts || 0) || redrawn < (spec.redrawn || 0)) return null;
+  return {t: performance.now(), input: h.inputAt, charts: visible, drawn: drawn, redrawn: redrawn,
+          states: h.states.slice(-200)};
+}
+""".replace("CHART_JS", _CHART_JS.strip())
+
+_SETTLED_JS = """
+() => {
+  const h = window.__hcl, main = document.querySelector('[data-testid="stMain"]');
+  const h1 = main && main.querySelector('h1');
+  let charts = 0, redrawn = 0;
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const box = gd.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0 || !gd._fullData) continue;
+    charts += 1;
+    if (h && !h.old.has(gd._fullData)) redrawn += 1;
+  }
+  const app = document.querySelector('[data-testid="stApp"]');
+  return {heading: h1 ? h1.innerText.trim() : null, charts: charts, redrawn: redrawn,
+          state: app ? app.getAttribute('data-test-script-state') : null};
+}
+"""
+
+
+def install_timing(context: Any) -> None:
+    """Install :data:`TIMING_INIT_JS` in every document a browser context opens from now on."""
+    context.add_init_script(TIMING_INIT_JS)
+
+
+def mark(page: Any, *, first_point: str | None = None) -> None:
+    """Forget the last input event and remember the charts drawn now (see :func:`wait_done`);
+    ``first_point``: the title of the chart a ``first_point`` check will watch (if it has no
+    points now, it counts as seen empty already)."""
+    page.evaluate(_MARK_JS, first_point)
+
+
+def wait_done(page: Any, spec: dict[str, Any], *, timeout_s: float = 60.0, since_navigation: bool = False
+              ) -> dict[str, Any]:
+    """Wait (checking every animation frame) until ``spec`` holds (see ``_DONE_JS``).
+
+    Returns the in-page figures, ``seconds``: from the first input event after :func:`mark` to
+    the frame where ``spec`` first held (with ``since_navigation``, from the start of the
+    document's navigation instead: a page being opened), and their :func:`phases`. Both ends are
+    read from the page's own clock, so Playwright's round trips are not counted.
+    """
+    handle = page.wait_for_function(_DONE_JS, arg=spec, timeout=timeout_s * 1000, polling="raf")
+    out = handle.json_value()
+    start = 0.0 if since_navigation else out["input"]
+    if start is None:
+        raise RuntimeError(f"no input event reached the page before {spec} held: the action did not happen")
+    out["seconds"] = (out["t"] - start) / 1000.0
+    out["phases"] = phases(out.pop("states"), start, out["t"])
+    return out
+
+
+def phases(states: list[tuple[float, str]], start: float, done: float) -> dict[str, float] | None:
+    """Split ``start`` → ``done`` (page clock, ms) at the app's script state changes in between:
+    ``to_script_s`` until the first "running" (input handling, the websocket, the server picking
+    the rerun up), ``script_s`` until the last "notRunning" (the script run and its deltas arriving),
+    ``after_script_s`` from then on (the browser drawing what is left); None when no run was seen."""
+    between = [(t, s) for t, s in states if start <= t <= done]
+    runs = [t for t, s in between if s == "running"]
+    if not runs:
+        return None
+    ends = [t for t, s in between if s == "notRunning" and t >= runs[0]]
+    end = ends[-1] if ends else done
+    return {"to_script_s": (runs[0] - start) / 1000.0, "script_s": (end - runs[0]) / 1000.0,
+            "after_script_s": (done - end) / 1000.0}
+
+
+def settled(page: Any) -> dict[str, Any]:
+    """What the page shows now: its h1, how many visible charts are drawn (and redrawn since the mark)."""
+    return page.evaluate(_SETTLED_JS)
+
+
+def wait_settled(page: Any, pids: list[int], *, quiet_s: float = 0.5, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Wait until the app's script is not running and ``pids`` (e.g. the server) used no CPU for ``quiet_s``,
+    and twice in a row the page shows the same; returns :func:`settled`."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        page.wait_for_function(
+            "() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
+            " return a && a.getAttribute('data-test-script-state') === 'notRunning'; }",
+            timeout=max(1.0, deadline - time.monotonic()) * 1000, polling=100)
+        wait_until_idle(pids, quiet_s=quiet_s, timeout=max(1.0, deadline - time.monotonic()))
+        now = settled(page)
+        if now == last and now["state"] == "notRunning":
+            return now
+        last = now
+    raise TimeoutError(f"the page did not settle within {timeout_s:.0f} s (last seen: {last})")
