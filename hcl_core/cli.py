@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_sweep_parser(sub)
 
-    from .protocol import views as views_command
+    from .protocol import views_command
 
     p = sub.add_parser("views", help="how often augmented views keep their class, per augmentation strength "
                        "(docs/PROTOCOL.md)")

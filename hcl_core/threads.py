@@ -27,16 +27,6 @@ _LOCK = threading.Lock()
 _users = 0
 _saved_torch = 0
 _blas_limiter: Any = None
-_controller: Any = None
-
-
-def _blas_controller() -> Any:
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController  # a dependency of scikit-learn
-
-        _controller = ThreadpoolController()
-    return _controller
 
 
 @contextlib.contextmanager
@@ -53,7 +43,11 @@ def limited_threads(n: int = 1) -> Iterator[None]:
         if _users == 0:
             _saved_torch = torch.get_num_threads()
             # BLAS first: threadpoolctl restores every library it saw, torch's OpenMP included.
-            _blas_limiter = _blas_controller().limit(limits=n, user_api="blas")
+            from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+            # A fresh look at the loaded libraries each time: a BLAS loaded since (scipy's,
+            # torch's) must be limited too.
+            _blas_limiter = threadpool_limits(limits=n, user_api="blas")
             torch.set_num_threads(n)
         _users += 1
     try:
