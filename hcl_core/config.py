@@ -200,16 +200,20 @@ class RunConfig:
     def loss_params(self) -> tuple[str, ...]:
         return loss_spec(self.loss).params
 
+    def _read_params(self) -> list[tuple[str, float]]:
+        """``(name, value)`` of the loss hyper-parameters this config's loss reads, in table order."""
+        return [(p, getattr(self, p)) for p in ("beta", "tau", "tau_plus") if p in self.loss_params]
+
     def short_name(self) -> str:
-        """e.g. ``hcl-b1-t0.5-tp0.1-s0`` (only the parameters the loss uses)."""
-        parts = [self.loss]
-        if "beta" in self.loss_params:
-            parts.append(f"b{self.beta:g}")
-        parts.append(f"t{self.tau:g}")
-        if "tau_plus" in self.loss_params:
-            parts.append(f"tp{self.tau_plus:g}")
-        parts.append(f"s{self.seed}")
-        return "-".join(parts)
+        """e.g. ``hcl-b1-t0.5-tp0.1-s0`` (only the parameters the loss uses): for folder names."""
+        abbr = {"beta": "b", "tau": "t", "tau_plus": "tp"}
+        return "-".join([self.loss, *(f"{abbr[p]}{v:g}" for p, v in self._read_params()), f"s{self.seed}"])
+
+    def label(self) -> str:
+        """e.g. ``HCL · β=1 · τ=0.5 · τ⁺=0.1 · seed 0``: for people."""
+        symbol = {"beta": "β", "tau": "τ", "tau_plus": "τ⁺"}
+        return " · ".join([loss_spec(self.loss).short, *(f"{symbol[p]}={v:g}" for p, v in self._read_params()),
+                           f"seed {self.seed}"])
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

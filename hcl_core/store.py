@@ -339,6 +339,21 @@ class Run:
         return file_stamp(self.path / METRICS)
 
     # -- snapshots and other arrays ------------------------------------------------------------
+    def pick_epoch(self, epoch: int | None = None) -> int:
+        """``epoch`` if the run has a snapshot there, its last snapshot's epoch when None.
+
+        Raises :class:`RunFileError` naming the run and the epochs it has.
+        """
+        epochs = self.snapshot_epochs()
+        if not epochs:
+            raise RunFileError(f"{self.run_id} has no snapshot yet: train it for at least one snapshot interval")
+        if epoch is None:
+            return epochs[-1]
+        if epoch not in epochs:
+            raise RunFileError(f"{self.run_id} has no snapshot at epoch {epoch}; it has epochs "
+                               f"{', '.join(map(str, epochs))}")
+        return epoch
+
     def snapshot_epochs(self) -> list[int]:
         """Epochs with a snapshot file, ascending; an unreadable snapshots folder is a warning and none."""
         folder = self.path / SNAPSHOTS

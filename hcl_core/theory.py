@@ -253,13 +253,7 @@ def snapshot_arrays(run: Any, epoch: int | None = None) -> tuple[np.ndarray, np.
     Raises ``ValueError`` (a :class:`~hcl_core.store.RunFileError` for unreadable files) when the
     run has no snapshot or the snapshot lacks the arrays.
     """
-    epochs = run.snapshot_epochs()
-    if not epochs:
-        raise ValueError(f"{run.run_id} has no snapshot yet: train it for at least one snapshot interval")
-    if epoch is None:
-        epoch = epochs[-1]
-    if epoch not in epochs:
-        raise ValueError(f"{run.run_id} has no snapshot at epoch {epoch}; it has {epochs}")
+    epoch = run.pick_epoch(epoch)
     snap = run.load_snapshot(epoch)
     missing = [k for k in ("z1", "z2", "z_labels") if k not in snap]
     if missing:

@@ -246,7 +246,7 @@ def test_the_npz_holds_one_snapshot_readable_without_pickle(runs, tmp_path):
     assert np.array_equal(got["test_index"], run.load_eval_inputs()["indices"])
     assert int(got["epoch"]) == 1 and str(got["split"]) == "test" and str(got["run_id"]) == run.run_id
     assert RunConfig.from_json(str(got["config"])) == run.config
-    with pytest.raises(ExportError, match="no snapshot at epoch 9; it has epochs 0, 1, 2"):
+    with pytest.raises(RunFileError, match="no snapshot at epoch 9; it has epochs 0, 1, 2"):
         hcl_core.export_npz(runs["mlp"], tmp_path / "other.npz", epoch=9)
 
 

@@ -17,7 +17,6 @@ import streamlit as st
 from hcl_core import store
 from hcl_core.config import RunConfig
 from hcl_core.jobs import JobManager
-from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunHistory, list_runs, load_run
 
 __all__ = [
@@ -64,14 +63,7 @@ def job_manager() -> JobManager:
 
 def config_label(c: RunConfig) -> str:
     """``HCL · β=1 · τ=0.5 · τ⁺=0.1 · seed 0``: the settings that tell runs of one data set apart."""
-    parts = [LOSSES[c.loss].short]
-    if "beta" in c.loss_params:
-        parts.append(f"β={c.beta:g}")
-    parts.append(f"τ={c.tau:g}")
-    if "tau_plus" in c.loss_params:
-        parts.append(f"τ⁺={c.tau_plus:g}")
-    parts.append(f"seed {c.seed}")
-    return " · ".join(parts)
+    return c.label()
 
 
 # ------------------------------------------------------------------------------------------

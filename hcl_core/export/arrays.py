@@ -70,17 +70,11 @@ def load_embeddings(run: RunLike, *, epoch: int | None = None, root: str | os.Pa
     """The features of snapshot ``epoch`` (the last one when None) of ``run``.
 
     Raises:
-        ExportError: the run has no snapshot, or none at ``epoch`` (the message lists those it has).
-        RunFileError: a snapshot file is corrupt.
+        RunFileError: the run has no snapshot, none at ``epoch`` (the message lists those it has),
+            or a snapshot file is corrupt.
     """
     r = resolve_run(run, root)
-    epochs = r.snapshot_epochs()
-    if not epochs:
-        raise ExportError(f"{r.run_id} has no snapshot yet: nothing to export")
-    if epoch is None:
-        epoch = epochs[-1]
-    if epoch not in epochs:
-        raise ExportError(f"{r.run_id} has no snapshot at epoch {epoch}; it has epochs {', '.join(map(str, epochs))}")
+    epoch = r.pick_epoch(epoch)
     snap = r.load_snapshot(epoch)
     try:
         features = np.asarray(snap["features"], dtype=np.float32)
