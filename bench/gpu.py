@@ -100,7 +100,7 @@ def worker_on_cuda(root: Path, *, epochs: int, timeout: float = 600.0) -> dict[s
     state, the device its start event names, its steps and throughput."""
     from hcl_core.config import RunConfig
     from hcl_core.jobs import JobManager
-    from hcl_core.store import iter_events
+    from hcl_core.runlog import read_log
 
     manager = JobManager(root, warm=False)
     try:
@@ -108,8 +108,8 @@ def worker_on_cuda(root: Path, *, epochs: int, timeout: float = 600.0) -> dict[s
         job = manager.start(RunConfig(device="cuda", epochs=epochs, threads=2))
         if not job.wait(timeout):
             raise TimeoutError(f"the CUDA job did not end within {timeout:.0f} s")
-        s = job.snapshot()
-        events = list(iter_events(Path(s.run_dir) / "metrics.jsonl")) if s.run_dir else []
+        s = job.view()
+        events = read_log(Path(s.run_dir) / "metrics.jsonl")[0] if s.run_dir else []
     finally:
         manager.shutdown()
     start = next((e for e in events if e.get("type") == "start"), {})

@@ -18,7 +18,7 @@ from bench import gpu, gpu_train, loss_floor
 from hcl_core.config import RunConfig
 from hcl_core.losses import compute_loss
 from hcl_core.registry import LOSSES
-from hcl_core.store import iter_events
+from hcl_core.runlog import read_log
 from hcl_core.train import train
 
 __test__ = torch.cuda.is_available()
@@ -54,7 +54,7 @@ def test_a_run_trains_on_cuda_and_says_so(tmp_path):
     assert start["device"].startswith("cuda")
     steps = [e["loss"] for e in events if e["type"] == "step"]
     assert steps and all(math.isfinite(v) for v in steps)
-    assert any(e["type"] == "start" for e in iter_events(result.run_dir / "metrics.jsonl"))
+    assert any(e["type"] == "start" for e in read_log(result.run_dir / "metrics.jsonl")[0])
 
 
 @pytest.fixture(scope="module")
