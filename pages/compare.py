@@ -28,6 +28,7 @@ from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
 from hcl_core.store import Run, RunFileError, RunHistory
 from ui import all_runs, load_snapshot, run_history, run_labels
+from ui.figures import figure_downloads
 from ui.glossary import glossary
 from ui.navigation import through_app
 from ui.run_files import render_run_files
@@ -86,6 +87,7 @@ def shared_raw_baseline(entries: list[TableEntry], metric: str) -> dict[str, flo
 def chart(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, config={"displaylogo": False,
                                           "toImageButtonOptions": {"filename": key, "scale": 2}})
+    figure_downloads(fig, key)
 
 
 def embeddings_figure(runs: list[Run], labels: list[str]):
@@ -153,8 +155,7 @@ def runs_section() -> None:
                        file_name="comparison.html", mime="text/html", key="cmp_html", on_click="ignore",
                        width="stretch", help="One page with every chart below, interactive and offline "
                                                       "(plotly.js is inside the file, about 5 MB).")
-    c3.caption("PNG: the 📷 camera icon in each chart's toolbar (top right, on hover) saves that chart as a PNG. "
-               "Static export on the server needs the kaleido package, which is not installed.")
+    c3.caption("PNG / SVG: the buttons under each chart (drawn on the server, for slides).")
 
     st.subheader("Curves")
     names = list(curves)

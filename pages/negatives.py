@@ -27,6 +27,7 @@ from hcl_core.plots.negatives import VIEW_AXIS, VIEW_TITLE, beta_sweep_figure, n
 from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError
 from ui import pick_run, snapshot
+from ui.figures import figure_downloads
 from ui.glossary import glossary
 from ui.navigation import through_app
 
@@ -89,7 +90,13 @@ def controls(run: Run) -> tuple[int, list[str], float, float, bool]:
     if st.session_state.get(epoch_key) not in epochs:
         st.session_state[epoch_key] = epochs[-1]
     if beta_key not in st.session_state:
-        st.session_state[beta_key] = float(min(c.beta, BETA_MAX)) if uses_beta(c.loss) else 1.0
+        linked = st.query_params.get("beta")  # a prepared link's preview β
+        try:
+            st.session_state[beta_key] = min(max(round(float(linked), 1), 0.0), BETA_MAX)
+        except (TypeError, ValueError):
+            st.session_state[beta_key] = float(min(c.beta, BETA_MAX)) if uses_beta(c.loss) else 1.0
+    if "neg_view" not in st.session_state and st.query_params.get("view") in VIEWS:
+        st.session_state["neg_view"] = st.query_params["view"]
     losses = st.multiselect("Losses", ALL_LOSSES, default=ALL_LOSSES, key="neg_losses",
                             format_func=lambda name: LOSSES[name].label)
     left, mid, right = st.columns([3, 3, 2], gap="large")
@@ -196,9 +203,12 @@ except ValueError as e:  # e.g. a batch whose labels do not fit its views
 st.subheader(f"Negatives · epoch {epoch} · preview β={beta:g} · τ={tau:g}" + (" · detached" if detach else ""))
 view = st.radio("View", VIEWS, horizontal=True, key="neg_view", format_func=VIEW_TITLE.get,
                 help="Three views of the same (anchor, candidate) pairs.")
+st.query_params.update({"beta": f"{beta:g}", "view": view})  # a teacher can prepare this exact view as a link
 st.latex(VIEW_FORMULA[view])
 st.caption(VIEW_HELP[view] + f" Axis: {VIEW_AXIS[view]}.")
-st.plotly_chart(negatives_figure(stats, view), key="neg_hist", config=CHART_CONFIG)
+hist = negatives_figure(stats, view)
+st.plotly_chart(hist, key="neg_hist", config=CHART_CONFIG)
+figure_downloads(hist, f"negatives-{view}", key="neg_hist")
 st.dataframe(numbers_table(stats), hide_index=True, key="neg_numbers")
 fixed = [short_label(s.loss) for s in stats if not uses_beta(s.loss)]
 note = f"{', '.join(fixed)} read no β: the preview β does not change them. " if fixed else ""
@@ -209,8 +219,10 @@ st.subheader("As a function of β")
 with st.spinner("Computing the β curves on this snapshot…"):
     sweeps = {loss: sweep_for(str(run.path), epoch, mtime, loss, tau, tau_plus, detach and LOSSES[loss].detachable)
               for loss in losses}
-st.plotly_chart(beta_sweep_figure(sweeps, preview_beta=beta, same_share=stats[0].same_share,
-                                  n_candidates=stats[0].n_candidates), key="neg_sweep", config=CHART_CONFIG)
+sweep_fig = beta_sweep_figure(sweeps, preview_beta=beta, same_share=stats[0].same_share,
+                              n_candidates=stats[0].n_candidates)
+st.plotly_chart(sweep_fig, key="neg_sweep", config=CHART_CONFIG)
+figure_downloads(sweep_fig, "negatives-against-beta", key="neg_sweep")
 st.caption(f"Computed on this snapshot for β = 0 to {BETA_MAX:g} in steps of {BETA_GRID[1]:g}; dashed: losses without "
            "β. Dotted: what uniform weights would give. HCL and H-UCL put identical shares on negatives (they differ "
            "only in τ⁺ debiasing, which leaves the shares alone), as do InfoNCE, DCL and SupCon: their lines overlap. "

@@ -71,7 +71,7 @@ def test_default_runs_curves_table_embeddings(tiny_models):
     panels = [a["text"] for a in figs[-1]["layout"]["annotations"]]
     assert panels == ["UCL / SimCLR · epoch 2", "HCL β=1 · epoch 2", "H-SCL β=1 · epoch 2"]
     assert len({t["legendgroup"] for t in figs[-1]["data"]}) == 10  # one legend entry per digit class
-    assert "camera icon" in "\n".join(c.value for c in at.caption)
+    assert "buttons under each chart" in "\n".join(c.value for c in at.caption)
     assert "Sweep" in "\n".join(e.value for e in (*at.subheader, *at.info))  # the Sweeps tab rendered
 
 

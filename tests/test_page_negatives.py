@@ -115,3 +115,16 @@ def test_another_tau_epoch_and_fewer_losses(tiny_models):
     assert set(numbers(at)) == {"HCL (hard negatives)", "H-SCL (hard supervised)"}
     at.multiselect(key="neg_losses").set_value([]).run()
     assert not at.exception and "Pick at least one loss" in at.info[0].value
+
+
+def test_a_prepared_link_opens_the_preview_beta_and_the_view_it_names(tiny_models, streamlit_caches):
+    from streamlit.testing.v1 import AppTest
+
+    page = str(Path(__file__).resolve().parents[1] / "pages" / "negatives.py")
+    at = AppTest.from_file(page, default_timeout=120)
+    at.query_params.update({"run": tiny_models["hcl"].name, "beta": "3.5", "view": "gradient"})
+    at.run()
+    assert not at.exception, at.exception
+    assert at.slider(key=f"neg_beta:{tiny_models['hcl'].name}").value == 3.5
+    assert at.radio(key="neg_view").value == "gradient"
+    assert at.query_params["beta"] in ("3.5", ["3.5"])

@@ -24,6 +24,7 @@ from hcl_core.sweep import (
     summary_csv,
 )
 from ui import models_root
+from ui.figures import figure_downloads
 from ui.sweep_launch import render_sweep_launcher, sweep_runner
 
 _EXAMPLE = ("python -m hcl_core sweep --dataset digits --losses info_nce,dcl,hcl,supcon,hard_supcon "
@@ -86,6 +87,7 @@ def _sweep_body(root: str | Path | None) -> None:
     image_name = f"{Path(chosen).name}-{metric}"
     st.plotly_chart(fig, key="sweep_view_curve",
                     config={"displaylogo": False, "toImageButtonOptions": {"filename": image_name}})
+    figure_downloads(fig, image_name, key="sweep_view_curve")
     st.caption("Each point is the mean over seeds; error bars and bands are ± one standard deviation over "
                "seeds. Losses without β (dashed lines) are the same at every β: read the curves against them. "
                "β multiplies cos/τ, as in the published code.")
