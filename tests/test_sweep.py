@@ -282,7 +282,7 @@ def test_sweep_view_shows_table_figure_and_csv(tiny_sweep, app_env):
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 3
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {t.get("name") for t in spec["data"]} >= {"H-SCL (hard supervised)", "UCL / SimCLR (InfoNCE) (no β)"}
-    assert len(at.get("download_button")) == 1
+    assert [b.label for b in at.get("download_button")] == ["⬇ PNG", "⬇ SVG", "Download summary (CSV)"]
     at.radio(key="sweep_view_metric").set_value("knn_acc").run()
     assert not at.exception
     assert "kNN" in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["yaxis"]["title"]["text"]
