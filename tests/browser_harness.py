@@ -386,14 +386,23 @@ def exceptions_on_page(page: Any) -> list[str]:
 TIMING_INIT_JS = """
 (() => {
   if (window.__hcl) return;
-  const h = window.__hcl = {inputAt: null, old: new WeakSet(), seenEmpty: false, play: null, states: []};
+  const h = window.__hcl = {inputAt: null, old: new WeakSet(), seenEmpty: false, play: null, messages: []};
   const note = () => { if (h.inputAt === null) h.inputAt = performance.now(); };
   window.addEventListener('pointerdown', note, true);
   window.addEventListener('keydown', note, true);
-  // every change of the app's script state ("running", "notRunning", ...), with its time
-  new MutationObserver((records) => {
-    for (const r of records) h.states.push([performance.now(), r.target.getAttribute('data-test-script-state')]);
-  }).observe(document, {attributes: true, subtree: true, attributeFilter: ['data-test-script-state']});
+  // when each message from the server (Streamlit's websocket) reached the page
+  const Native = window.WebSocket;
+  function Timed(...args) {
+    const ws = new Native(...args);
+    ws.addEventListener('message', () => {
+      h.messages.push(performance.now());
+      if (h.messages.length > 4000) h.messages.splice(0, 2000);
+    });
+    return ws;
+  }
+  Timed.prototype = Native.prototype;
+  for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) Timed[k] = Native[k];
+  window.WebSocket = Timed;
 })();
 """
 
@@ -450,7 +459,7 @@ _DONE_JS = """
   }
   if (drawn < (spec.charts || 0) || redrawn < (spec.redrawn || 0)) return null;
   return {t: performance.now(), input: h.inputAt, charts: visible, drawn: drawn, redrawn: redrawn,
-          states: h.states.slice(-200)};
+          messages: h.messages.filter(t => t >= (spec.since === undefined ? h.inputAt : spec.since))};
 }
 """.replace("CHART_JS", _CHART_JS.strip())
 
@@ -493,29 +502,28 @@ def wait_done(page: Any, spec: dict[str, Any], *, timeout_s: float = 60.0, since
     document's navigation instead: a page being opened), and their :func:`phases`. Both ends are
     read from the page's own clock, so Playwright's round trips are not counted.
     """
+    spec = {**spec, "since": 0.0} if since_navigation else spec
     handle = page.wait_for_function(_DONE_JS, arg=spec, timeout=timeout_s * 1000, polling="raf")
     out = handle.json_value()
     start = 0.0 if since_navigation else out["input"]
     if start is None:
         raise RuntimeError(f"no input event reached the page before {spec} held: the action did not happen")
     out["seconds"] = (out["t"] - start) / 1000.0
-    out["phases"] = phases(out.pop("states"), start, out["t"])
+    out["phases"] = phases(out.pop("messages"), start, out["t"])
     return out
 
 
-def phases(states: list[tuple[float, str]], start: float, done: float) -> dict[str, float] | None:
-    """Split ``start`` → ``done`` (page clock, ms) at the app's script state changes in between:
-    ``to_script_s`` until the first "running" (input handling, the websocket, the server picking
-    the rerun up), ``script_s`` until the last "notRunning" (the script run and its deltas arriving),
-    ``after_script_s`` from then on (the browser drawing what is left); None when no run was seen."""
-    between = [(t, s) for t, s in states if start <= t <= done]
-    runs = [t for t, s in between if s == "running"]
-    if not runs:
+def phases(messages: list[float], start: float, done: float) -> dict[str, float] | None:
+    """Split ``start`` → ``done`` (page clock, ms) at the server's messages in between:
+    ``to_server_s`` until the first message (the input handled, sent, and the server's first
+    answer back), ``server_s`` from the first to the last message (the script run sending its
+    deltas), ``browser_s`` from the last message on (the page drawing what it got); None when no
+    message arrived in between."""
+    between = [t for t in messages if start <= t <= done]
+    if not between:
         return None
-    ends = [t for t, s in between if s == "notRunning" and t >= runs[0]]
-    end = ends[-1] if ends else done
-    return {"to_script_s": (runs[0] - start) / 1000.0, "script_s": (end - runs[0]) / 1000.0,
-            "after_script_s": (done - end) / 1000.0}
+    return {"to_server_s": (between[0] - start) / 1000.0, "server_s": (between[-1] - between[0]) / 1000.0,
+            "browser_s": (done - between[-1]) / 1000.0}
 
 
 def settled(page: Any) -> dict[str, Any]:

@@ -238,7 +238,7 @@ def test_rerun_profile_says_where_the_negatives_page_spends_its_time(tiny_models
     assert out["cold_seconds"] > 0 and rerun["seconds"] > 0
     assert len(rerun["charts"]) == 2 and rerun["chart_bytes"] == sum(c["bytes"] for c in rerun["charts"]) > 1000
     assert all(c["points"] > 0 for c in rerun["charts"])
-    assert step["name"] == "preview_beta_step" and step["seconds"] > 0
+    assert step["name"] == "preview_beta_step" and 0 < step["script_seconds"] <= step["seconds"]
     assert step["own_seconds_by_package"].get("plotly", 0) > 0  # the figures are built in the script thread
     assert any("pages/negatives.py" in f["function"] for f in step["slowest"])
 
@@ -302,6 +302,8 @@ def test_the_benchmark_prints_every_ratio_in_its_json_line():
         seconds = out["interaction_seconds"][name]
         assert seconds["app"] > 0 and seconds["floor"] > 0
     assert out["charts_per_page"]["app"]["Negatives"] == 2  # the histograms and the β curves
+    split = out["interaction_phases_seconds"]["app"]["preview_beta_step"]
+    assert set(split) == {"to_server_s", "server_s", "browser_s"} and split["server_s"] > 0
     train_ratio = out["train_throughput_ratio_app_vs_bare"]
     assert isinstance(train_ratio, float) and train_ratio > 0
     floor = out["loss_ratio_vs_matmul_floor"]
