@@ -360,19 +360,19 @@ def _title(shown: RunConfig, run_id: str | None, controls: RunConfig | None) -> 
 
 
 def _running_jobs(shown_id: int | None) -> None:
-    """Every run training in this app, from any tab: show or stop each."""
-    active = [j for j in job_manager().jobs() if j.active]
+    """Every other run training in this app, from any tab: show or stop each (the shown one has its buttons)."""
+    active = [j for j in job_manager().jobs() if j.active and j.id != shown_id]
     waiting = job_queue().waiting()
     if not active and not waiting:
         return
-    with st.expander(f"Training now: {len(active)} run(s)" + (f", {len(waiting)} queued" if waiting else ""),
+    with st.expander(f"Also training now: {len(active)} run(s)" + (f", {len(waiting)} queued" if waiting else ""),
                      expanded=len(active) > 1 or bool(waiting)):
         labels = legend_labels([j.config for j in active]) if active else []
         for job, label in zip(active, labels, strict=True):
             s = job.view()
             c1, c2, c3 = st.columns([5, 1, 1])
             c1.progress(s.progress, text=f"{label}: {_status_line(s)}")
-            c2.button("Show", key=f"show_{job.id}", on_click=_show, args=(job.id,), disabled=job.id == shown_id)
+            c2.button("Show", key=f"show_{job.id}", on_click=_show, args=(job.id,))
             c3.button("Stop", icon=":material/stop:", key=f"stop_{job.id}", on_click=_stop, args=(job.id,))
         for t in waiting:
             st.caption(f"Queued: {legend_labels([t.config])[0]} (starts when a slot frees)")

@@ -122,16 +122,15 @@ def test_the_exception_check_sees_a_failing_page(app, tmp_path):
     assert errors and "ValueError: deliberate" in errors[0]
 
 
-def test_a_deep_link_as_the_first_request_opens_the_page_inside_the_app(tmp_path):
+def test_a_deep_link_as_the_first_request_opens_the_page_inside_the_app(app, tmp_path):
     """A fresh server whose first request is ``/negatives?run=…`` shows the app's navigation
     (titles with icons, wide layout) and the linked run, not the bare pages/ scripts."""
-    if not chromium_available():
-        pytest.fail(MISSING_CHROMIUM, pytrace=False)
     from page_runs import copy_runs
 
+    _, page = app  # the module's browser; a server of this test's own
     runs = copy_runs(tmp_path)
     run_id = runs["hcl"].name
-    with AppServer(models_dir=tmp_path) as server, browser_page() as page:
+    with AppServer(models_dir=tmp_path) as server:
         page.goto(f"{server.url}/negatives?run={run_id}", wait_until="load")
         wait_for_app(page)
         page.get_by_role("heading", name="Negatives").first.wait_for(timeout=30_000)
@@ -144,21 +143,20 @@ def test_a_deep_link_as_the_first_request_opens_the_page_inside_the_app(tmp_path
         _assert_no_exception(page, "deep link")
 
 
-def test_a_linked_data_folder_needs_a_click_then_download_fetches_mnist_from_a_loopback_mirror(tmp_path):
+def test_a_linked_data_folder_needs_a_click_then_download_fetches_mnist_from_a_loopback_mirror(app, tmp_path):
     """The Download button in the real app: files served on 127.0.0.1 in MNIST's real format, verified
     with their own checksums, placed in the folder the link named (after the user confirmed it)."""
-    if not chromium_available():
-        pytest.fail(MISSING_CHROMIUM, pytrace=False)
     from test_download import Server, serve_mnist
 
+    _, page = app
     server = Server()
     try:
         _, checksums = serve_mnist(server, tmp_path, n_train=200, n_test=100)
         (tmp_path / "md5.json").write_text(json.dumps(checksums))
         data = tmp_path / "data"
         env = {"HCL_DATA_MIRROR": server.url, "HCL_DATA_CHECKSUMS": str(tmp_path / "md5.json")}
-        with AppServer(models_dir=tmp_path / "models", env=env) as app, browser_page() as page:
-            page.goto(f"{app.url}/?dataset=mnist&data_root={data}", wait_until="load")
+        with AppServer(models_dir=tmp_path / "models", env=env) as mirror_app:
+            page.goto(f"{mirror_app.url}/?dataset=mnist&data_root={data}", wait_until="load")
             wait_for_app(page)
             page.get_by_text("Read data from it?").first.wait_for(timeout=30_000)
             assert page.get_by_role("button", name="Download").count() == 0  # not before the confirmation

@@ -263,7 +263,7 @@ def test_every_running_job_can_be_stopped_from_another_tab(models):
     at = open_page({**TINY_LINK, "loss": "supcon"})  # a tab showing another configuration
     wait_for(lambda: other.view().state == "running")
     at.run()
-    assert any("Training now: 1 run" in e.label for e in at.expander)
+    assert any("Also training now: 1 run" in e.label for e in at.expander)
     next(b for b in at.button if b.key == f"stop_{other.id}").click().run()
     assert not at.exception, at.exception
     assert other.view().state == "stopped"
