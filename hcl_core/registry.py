@@ -255,9 +255,9 @@ DATASETS: dict[str, DatasetSpec] = {
                     "what contrastive training adds is visible in the probes."),
         DatasetSpec("twins", "twins (hard negatives by design)",
                     "Classes in pairs of near-twins (a small class-defining difference: the hard negatives) "
-                    "in well-separated groups (the easy negatives), in 16 signal dimensions; 48 nuisance "
-                    "dimensions of large variance that the two views resample hide them from raw distances. "
-                    "Knobs: the twin gap and the number of classes; no files needed.",
+                    "in well-separated groups (the easy negatives), in 16 signal dimensions seen with a random "
+                    "sign, beside 48 nuisance dimensions of large variance; the two views redraw sign and "
+                    "nuisance. Knobs: the twin gap and the number of classes; no files needed.",
                     needs_root=False, is_image=False, input_shape=(64,), class_names=None, encoders=("mlp",),
                     augmentation="twins", options=("twins_gap", "twins_classes"),
                     shows_best="the mechanism HCL claims: telling near-twins apart needs the hard negatives, and "
