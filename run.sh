@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Hardness Explorer: set everything up, then run the app or the tests.
-#   ./run.sh app     set up, then open the app on the bundled digits data (the first start also
+#   ./run.sh app     set up, then open the app on the twins task (the first start also
 #                    trains three small demo runs into models/demo; HCL_NO_DEMO=1 skips them)
 #   ./run.sh test    set up, then run the whole test suite (what CI runs)
 #   ./run.sh setup   only set up (.venv, Python packages, Debian's chromium for browser tests)
@@ -47,8 +47,8 @@ demo_runs() {  # first start only: three small runs, so that every page has some
   [ -n "${HCL_NO_DEMO:-}" ] && return 0
   [ -e "$models/demo" ] && return 0
   compgen -G "$models/*/config.json" >/dev/null && return 0  # runs of the user's own: leave them be
-  log "first start: training three demo runs into $models/demo (SimCLR, HCL, H-SCL; about 15 s)"
-  "$VENV/bin/python" -m hcl_core sweep --dataset digits --losses info_nce,hcl,hard_supcon --betas 1 \
+  log "first start: training three demo runs into $models/demo (SimCLR, HCL, H-SCL on twins; about 20 s)"
+  "$VENV/bin/python" -m hcl_core sweep --dataset twins --losses info_nce,hcl,hard_supcon --betas 1 \
       --seeds 0 --epochs 30 --workers 2 --out "$models" --sweep-name demo --quiet >/dev/null \
     || log "the demo runs could not be trained: the app opens without them"
 }

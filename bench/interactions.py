@@ -16,9 +16,10 @@ interaction:
 * ``epoch_step`` (Embeddings: ArrowLeft/ArrowRight on the focused "Epoch" slider) and
   ``preview_beta_step`` (Negatives: ArrowRight on the "Preview β" slider, a new β each time):
   the rerun has finished and as many charts drew new data as do once the page has settled;
-* ``play_frame`` (Embeddings: ▶ Play in the chart): the median time between two frames of the
-  client-side animation (``plotly_animatingframe`` events; the figure asks for 600 ms frames),
-  and ``play_frame_draw``: the median time from a frame's start to its redraw (``plotly_afterplot``);
+* ``play_frame`` (Embeddings: Play): in the app, the median time between two successive epochs
+  shown by the server-side Play (one epoch control drives the chart); on the empty page, between
+  two frames of a client-side plotly animation (``plotly_animatingframe``), with
+  ``play_frame_draw``, the median time from a frame's start to its redraw (``plotly_afterplot``);
 * ``compare_four_runs`` (Compare, three runs chosen: picking a fourth in "Runs to compare"):
   the rerun has finished and every chart that changes has drawn the new run (it is removed
   again, untimed, after each repetition);
@@ -202,7 +203,34 @@ _PLAY_HOOK_JS = """
 """
 
 
+def _server_play(side: Side) -> dict[str, Step]:
+    """The app's Play: a Streamlit button that steps the one epoch control on the server.
+
+    ``play_frame`` is the median time between two successive chart titles (each names its epoch)
+    from the click until playback ends (the button reads Play again).
+    """
+    page = side.page
+    title = page.locator(".js-plotly-plot .gtitle").first
+    seen: list[tuple[float, str]] = [(time.perf_counter(), title.inner_text())]
+    page.get_by_role("button", name="Play").first.click()
+    page.get_by_role("button", name="Pause").first.wait_for(timeout=TIMEOUT_S * 1000)
+    deadline = time.perf_counter() + TIMEOUT_S * 4
+    while time.perf_counter() < deadline:
+        text = title.inner_text()
+        if text != seen[-1][1]:
+            seen.append((time.perf_counter(), text))
+        if page.get_by_role("button", name="Play").count() and len(seen) > 2:
+            break
+        time.sleep(0.02)
+    intervals = [b[0] - a[0] for a, b in zip(seen[1:], seen[2:], strict=False)]
+    if not intervals:
+        raise RuntimeError(f"{side.name} app: Play showed fewer than two new epochs")
+    return {"play_frame": (statistics.median(intervals), None)}
+
+
 def play(side: Side) -> dict[str, Step]:
+    if side.page.get_by_role("button", name="Play").count():
+        return _server_play(side)
     frames = side.page.evaluate(_PLAY_HOOK_JS)
     if frames < 2:
         raise RuntimeError(f"{side.name} app: no animated chart with ▶ Play and 2+ frames on the Embeddings page")

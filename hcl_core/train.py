@@ -103,7 +103,7 @@ class _Evaluator:
         nb = self.subset[:NEGATIVES_BATCH]
         g = torch.Generator(device=device).manual_seed(_EVAL_SEED)
         self.neg_x1, self.neg_x2 = data_lib.two_views(
-            self.test_x[nb], config.aug_strength, g, is_image=ds.is_image
+            self.test_x[nb], config.aug_strength, g, kind=ds.augmentation
         )
         self.neg_y = ds.test_y[nb]
 
@@ -303,7 +303,7 @@ def train(
                     state, message = "stopped", f"stopped by the user at epoch {epoch}, step {step}"
                     break
                 idx = perm[b * batch : (b + 1) * batch]
-                x1, x2 = data_lib.two_views(pool.batch(idx, device), config.aug_strength, aug_gen, is_image=ds.is_image)
+                x1, x2 = data_lib.two_views(pool.batch(idx, device), config.aug_strength, aug_gen, kind=ds.augmentation)
                 z1, z2 = embed_views(model, x1, x2, separate=separate_view_passes)
                 loss = compute_loss(
                     config.loss, z1, z2, train_y[idx] if supervised else None,

@@ -10,7 +10,7 @@ from hcl_core.jobs import JobLimitError, JobState
 from hcl_core.plots import LOSS_COLORS
 from hcl_core.plots.compare import legend_labels
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
-from hcl_core.registry import DATASETS, LOSSES
+from hcl_core.registry import APP_DATASET, DATASETS, LOSSES
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run, run_history
 from ui.comparison import comparison_form, job_queue, live_comparison
 from ui.controls import KEY, field_control, field_help
@@ -33,7 +33,9 @@ def _init_from_url() -> None:
     """On a session's first run, the URL's query parameters fill the controls."""
     if st.session_state.get("cfg_initialised"):
         return
-    config, notices = RunConfig.from_query(st.query_params.to_dict())
+    params = st.query_params.to_dict()
+    # A plain visit opens on the app's data set (registry.APP_DATASET); a link keeps its own.
+    config, notices = RunConfig.from_query(params if params else {"dataset": APP_DATASET})
     _set_controls(config)
     if config.data_root:  # a folder on this machine, named by whoever wrote the link: used once confirmed
         st.session_state["cfg_linked_root"] = config.data_root
@@ -306,7 +308,7 @@ def _show(job_id: int) -> None:
 
 
 def _reset() -> None:
-    _set_controls(RunConfig())
+    _set_controls(RunConfig(dataset=APP_DATASET))
     st.query_params.clear()
     st.session_state.pop("shown_job", None)
     st.session_state["dismissed"] = True

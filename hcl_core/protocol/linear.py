@@ -103,7 +103,7 @@ def linear_protocol(run: Run, *, epochs: int = 100, lr: float = 1e-3, weight_dec
             for b in range(0, len(perm), batch_size):
                 idx = perm[b : b + batch_size]
                 with torch.no_grad():
-                    f = backbone(data_lib.augment(train_x[idx], strength, aug, is_image=ds.is_image))
+                    f = backbone(data_lib.augment(train_x[idx], strength, aug, kind=ds.augmentation))
                 out = fc(f)
                 loss = nn.functional.cross_entropy(out, train_y[idx])
                 opt.zero_grad(set_to_none=True)

@@ -145,7 +145,7 @@ def view_fidelity(dataset: str, *, strengths: Sequence[float] = DEFAULT_STRENGTH
         for k, strength in enumerate(grid):
             for d in range(draws):
                 gen = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * k + d)
-                views = data_lib.augment(ds.test_x, float(strength), gen, is_image=ds.is_image)
+                views = data_lib.augment(ds.test_x, float(strength), gen, kind=ds.augmentation)
                 acc[k, d] = _accuracy(model, views, ds.test_y)
     return ViewFidelity(dataset, kind, clean, grid, acc.mean(axis=1), acc.std(axis=1, ddof=1) if draws > 1 else
                         np.zeros(len(grid)), draws, len(ds.test_y), float(threshold), time.perf_counter() - t0)
