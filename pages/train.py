@@ -11,6 +11,7 @@ from hcl_core.plots import LOSS_COLORS
 from hcl_core.plots.compare import legend_labels
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
 from hcl_core.registry import APP_DATASET, DATASETS, LOSSES
+from hcl_core.store import RunFileError, load_run
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run, run_history
 from ui.comparison import comparison_form, job_queue, live_comparison
 from ui.controls import KEY, field_control, field_help
@@ -279,6 +280,7 @@ def _start(config: RunConfig) -> None:
     try:
         job = job_manager().start(config)
         st.session_state["shown_job"] = job.id
+        st.session_state.pop("shown_run", None)
         st.session_state.pop("dismissed", None)
     except JobLimitError as e:
         st.session_state["start_error"] = f"{e}, or use **Compare** below, which queues runs."
@@ -304,6 +306,7 @@ def _step(job_id: int) -> None:
 
 def _show(job_id: int) -> None:
     st.session_state["shown_job"] = job_id
+    st.session_state.pop("shown_run", None)
     st.session_state.pop("dismissed", None)
 
 
@@ -311,6 +314,7 @@ def _reset() -> None:
     _set_controls(RunConfig(dataset=APP_DATASET))
     st.query_params.clear()
     st.session_state.pop("shown_job", None)
+    st.session_state.pop("shown_run", None)
     st.session_state["dismissed"] = True
 
 
@@ -332,6 +336,11 @@ def _shown(config: RunConfig | None, linked: bool):
     job = manager.get(st.session_state.get("shown_job", -1))
     if job is not None:
         return job, None
+    if st.session_state.get("shown_run"):  # the stored run this tab shows stays, flagged if the controls change
+        try:
+            return None, load_run(st.session_state["shown_run"])
+        except RunFileError:
+            st.session_state.pop("shown_run")
     if config is not None:
         same = [j for j in manager.jobs() if j.config == config]
         if same:
@@ -340,6 +349,7 @@ def _shown(config: RunConfig | None, linked: bool):
             return same[-1], None
         stored = [r for r in all_runs() if r.state == "finished" and r.config == config]
         if stored:
+            st.session_state["shown_run"] = str(stored[0].path)
             return None, reload_run(stored[0])
     if linked:
         return None, None
@@ -347,7 +357,10 @@ def _shown(config: RunConfig | None, linked: bool):
     if latest is not None:
         return latest, None
     finished = [r for r in all_runs() if r.state == "finished"]
-    return (None, reload_run(finished[0])) if finished else (None, None)
+    if not finished:
+        return None, None
+    st.session_state["shown_run"] = str(finished[0].path)
+    return None, reload_run(finished[0])
 
 
 def _title(shown: RunConfig, run_id: str | None, controls: RunConfig | None) -> None:
@@ -384,7 +397,8 @@ def _running_jobs(shown_id: int | None) -> None:
 # the page
 # ------------------------------------------------------------------------------------------
 
-linked = bool(st.query_params.to_dict()) and not st.session_state.get("cfg_initialised")
+# Opened through a link (for the whole session): then only a run of the linked configuration is shown.
+linked = st.session_state.setdefault("cfg_linked", bool(st.query_params.to_dict()))
 _init_from_url()
 config, error = _controls()
 manager = job_manager()
