@@ -116,7 +116,9 @@ def write_floor_app(dest: Path, *, epochs: list[int], app_dir: Path = ROOT) -> l
     """
     from hcl_core.plots.embeddings import embedding_figure
 
-    app_py = (app_dir / "app.py").read_text(encoding="utf-8")
+    # The app's navigation, without its warm-up of the app's own services (the floor has none).
+    app_py = "\n".join(line for line in (app_dir / "app.py").read_text(encoding="utf-8").splitlines()
+                        if "projection_service" not in line) + "\n"
     pages = app_pages(app_py)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "app.py").write_text(app_py, encoding="utf-8")

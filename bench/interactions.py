@@ -211,12 +211,12 @@ def _server_play(side: Side) -> dict[str, Step]:
     """
     page = side.page
     title = page.locator(".js-plotly-plot .gtitle").first
-    seen: list[tuple[float, str]] = [(time.perf_counter(), title.inner_text())]
+    seen: list[tuple[float, str]] = [(time.perf_counter(), title.text_content() or "")]
     page.get_by_role("button", name="Play").first.click()
     page.get_by_role("button", name="Pause").first.wait_for(timeout=TIMEOUT_S * 1000)
     deadline = time.perf_counter() + TIMEOUT_S * 4
     while time.perf_counter() < deadline:
-        text = title.inner_text()
+        text = title.text_content() or ""
         if text != seen[-1][1]:
             seen.append((time.perf_counter(), text))
         if page.get_by_role("button", name="Play").count() and len(seen) > 2:
