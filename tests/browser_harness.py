@@ -403,6 +403,14 @@ TIMING_INIT_JS = """
   Timed.prototype = Native.prototype;
   for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) Timed[k] = Native[k];
   window.WebSocket = Timed;
+  // the page's main thread busy for 50 ms or more at a time (scripts, layout, plotly drawing)
+  h.busy = [];
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) h.busy.push([e.startTime, e.duration]);
+      if (h.busy.length > 4000) h.busy.splice(0, 2000);
+    }).observe({type: 'longtask', buffered: true});
+  } catch (e) { h.busy = null; }
 })();
 """
 
@@ -510,6 +518,12 @@ def wait_done(page: Any, spec: dict[str, Any], *, timeout_s: float = 60.0, since
         raise RuntimeError(f"no input event reached the page before {spec} held: the action did not happen")
     out["seconds"] = (out["t"] - start) / 1000.0
     out["phases"] = phases(out.pop("messages"), start, out["t"])
+    # long-task entries reach the observer after the fact: read them once they have arrived
+    page.wait_for_timeout(250)
+    busy = page.evaluate("() => window.__hcl.busy")
+    if out["phases"] is not None and busy is not None:
+        # long tasks clipped to [start, done]: how much of the wait the page's own work took
+        out["phases"]["page_busy_s"] = sum(max(0.0, min(t + d, out["t"]) - max(t, start)) for t, d in busy) / 1000.0
     return out
 
 
@@ -517,8 +531,10 @@ def phases(messages: list[float], start: float, done: float) -> dict[str, float]
     """Split ``start`` → ``done`` (page clock, ms) at the server's messages in between:
     ``to_server_s`` until the first message (the input handled, sent, and the server's first
     answer back), ``server_s`` from the first to the last message (the script run sending its
-    deltas), ``browser_s`` from the last message on (the page drawing what it got); None when no
-    message arrived in between."""
+    deltas; the page takes a message only when its main thread is free, so drawing a chart
+    delays the next message), ``browser_s`` from the last message on (the page drawing what it
+    got); None when no message arrived in between. :func:`wait_done` adds ``page_busy_s``: the
+    time the page's main thread spent in tasks of 50 ms or more within the wait."""
     between = [t for t in messages if start <= t <= done]
     if not between:
         return None
