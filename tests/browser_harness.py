@@ -255,14 +255,35 @@ def chromium_available() -> bool:
     return os.access(CHROMIUM, os.X_OK)
 
 
+_DRIVER: dict[str, Any] = {"playwright": None, "users": 0}
+
+
+@contextlib.contextmanager
+def _playwright() -> Iterator[Any]:
+    """The process's one Playwright driver, shared by nested users: a second ``sync_playwright()``
+    while one is open raises ("Sync API inside the asyncio loop"), e.g. a test that opens its own
+    browser while a module fixture's browser is still open."""
+    from playwright.sync_api import sync_playwright
+
+    if _DRIVER["users"] == 0:
+        _DRIVER["playwright"] = sync_playwright().start()
+    _DRIVER["users"] += 1
+    try:
+        yield _DRIVER["playwright"]
+    finally:
+        _DRIVER["users"] -= 1
+        if _DRIVER["users"] == 0:
+            _DRIVER["playwright"].stop()
+            _DRIVER["playwright"] = None
+
+
 @contextlib.contextmanager
 def browser_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
     """A Playwright page in Debian's headless chromium; everything is closed on exit."""
     if not chromium_available():
         raise RuntimeError(MISSING_CHROMIUM)
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
+    with _playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
@@ -276,9 +297,8 @@ def browser_context(width: int = 1400, height: int = 900) -> Iterator[Any]:
     """A Playwright browser context in Debian's headless chromium: open several tabs with ``new_page()``."""
     if not chromium_available():
         raise RuntimeError(MISSING_CHROMIUM)
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
+    with _playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             yield browser.new_context(viewport={"width": width, "height": height})
