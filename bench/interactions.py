@@ -520,8 +520,8 @@ def summary(app: Side, floor: Side) -> dict[str, Any]:
                          "floor_all": [r3(v) for v in floor.times.get(name, [])]}
         ratios[name] = r3(ratio(a, f))
     worst = max(ratios, key=lambda k: ratios[k]) if ratios else None
-    split = {s.name: {name: {k: r3(median([p[k] for p in runs])) for k in runs[0]} for name, runs in s.phases.items()}
-             for s in (app, floor)}
+    split = {s.name: {name: {k: r3(median([p[k] for p in runs if k in p])) for k in sorted(set().union(*runs))}
+                      for name, runs in s.phases.items()} for s in (app, floor)}
     return {
         "interaction_ratio_vs_empty_page": ratios,
         "interaction_ratio_vs_empty_page_max": ratios[worst] if worst else float("nan"),

@@ -11,9 +11,10 @@ The peak extra memory of a loss (:func:`peak_memory`) is measured in a fresh pro
 (``python -m bench.loss_floor memory LOSS N [D]``): the resident set size's high-water mark
 (``VmHWM``, reset through ``/proc/self/clear_refs`` right before the call) minus the resident
 size before it, around one forward + backward with the inputs already allocated; reported in
-units of one ``(2N)²`` float32 matrix (``16 N²`` bytes). Freed tensors of this size go back to
-the operating system at once (glibc serves them with ``mmap``), so the high-water mark is the
-peak of the tensors alive together.
+units of one ``(2N)²`` float32 matrix (``16 N²`` bytes). The process runs with glibc's mmap
+threshold fixed at 128 KiB, so every tensor larger than that is mapped on allocation and given
+back to the operating system when freed: the high-water mark is the peak of the tensors alive
+together, at any N (without it, N = 1024 varied by ±1.5 matrices from run to run).
 """
 
 from __future__ import annotations
@@ -155,7 +156,10 @@ def measure_memory_here(name: str, n: int, d: int = 128) -> dict[str, Any]:
 def peak_memory(name: str, n: int, d: int = 128, *, threads: int | None = None, timeout: float = 600.0
                 ) -> dict[str, Any]:
     """:func:`measure_memory_here` in a fresh process (its allocations cannot be hidden by ours)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           # a fixed threshold: glibc otherwise raises it after the first large free, keeps later
+           # blocks below 32 MB on its heap, and the high-water mark then depends on their order
+           "MALLOC_MMAP_THRESHOLD_": "131072"}
     if threads:
         env["HCL_BENCH_THREADS"] = str(threads)
     proc = subprocess.run([sys.executable, "-m", "bench.loss_floor", "memory", name, str(n), str(d)], cwd=str(ROOT),

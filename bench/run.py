@@ -1,10 +1,11 @@
 """Run the benchmark suite: ``python -m bench [--quick]`` or ``python bench/run.py [--quick]``.
 
 Progress goes to stderr; the last line of stdout is one JSON object with every figure (see
-BENCHMARKS.md for what each one means and the targets). ``--quick`` finishes in under a minute
-on a quiet 2-core machine (fewer repetitions, shorter runs); the full mode takes several minutes.
-Everything is measured side by side in this one process: A and B repetitions interleaved,
-medians reported, and the ratio of the medians.
+BENCHMARKS.md for what each one means and the targets). ``--quick`` takes about five minutes on
+a 2-core machine (fewer repetitions, shorter runs), the full mode about twenty, ``--smoke`` (the
+least of every part, for the tests) about four; ``--gpu`` is the CUDA benchmark (bench/gpu.py).
+Everything is measured side by side: A and B repetitions interleaved, medians reported, and the
+ratio of the medians.
 """
 
 from __future__ import annotations

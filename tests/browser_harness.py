@@ -255,14 +255,35 @@ def chromium_available() -> bool:
     return os.access(CHROMIUM, os.X_OK)
 
 
+_DRIVER: dict[str, Any] = {"playwright": None, "users": 0}
+
+
+@contextlib.contextmanager
+def _playwright() -> Iterator[Any]:
+    """The process's one Playwright driver, shared by nested users: a second ``sync_playwright()``
+    while one is open raises ("Sync API inside the asyncio loop"), e.g. a test that opens its own
+    browser while a module fixture's browser is still open."""
+    from playwright.sync_api import sync_playwright
+
+    if _DRIVER["users"] == 0:
+        _DRIVER["playwright"] = sync_playwright().start()
+    _DRIVER["users"] += 1
+    try:
+        yield _DRIVER["playwright"]
+    finally:
+        _DRIVER["users"] -= 1
+        if _DRIVER["users"] == 0:
+            _DRIVER["playwright"].stop()
+            _DRIVER["playwright"] = None
+
+
 @contextlib.contextmanager
 def browser_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
     """A Playwright page in Debian's headless chromium; everything is closed on exit."""
     if not chromium_available():
         raise RuntimeError(MISSING_CHROMIUM)
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
+    with _playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
@@ -276,9 +297,8 @@ def browser_context(width: int = 1400, height: int = 900) -> Iterator[Any]:
     """A Playwright browser context in Debian's headless chromium: open several tabs with ``new_page()``."""
     if not chromium_available():
         raise RuntimeError(MISSING_CHROMIUM)
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
+    with _playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             yield browser.new_context(viewport={"width": width, "height": height})
@@ -403,6 +423,14 @@ TIMING_INIT_JS = """
   Timed.prototype = Native.prototype;
   for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) Timed[k] = Native[k];
   window.WebSocket = Timed;
+  // the page's main thread busy for 50 ms or more at a time (scripts, layout, plotly drawing)
+  h.busy = [];
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) h.busy.push([e.startTime, e.duration]);
+      if (h.busy.length > 4000) h.busy.splice(0, 2000);
+    }).observe({type: 'longtask', buffered: true});
+  } catch (e) { h.busy = null; }
 })();
 """
 
@@ -510,6 +538,12 @@ def wait_done(page: Any, spec: dict[str, Any], *, timeout_s: float = 60.0, since
         raise RuntimeError(f"no input event reached the page before {spec} held: the action did not happen")
     out["seconds"] = (out["t"] - start) / 1000.0
     out["phases"] = phases(out.pop("messages"), start, out["t"])
+    # long-task entries reach the observer after the fact: read them once they have arrived
+    page.wait_for_timeout(250)
+    busy = page.evaluate("() => window.__hcl.busy")
+    if out["phases"] is not None and busy is not None:
+        # long tasks clipped to [start, done]: how much of the wait the page's own work took
+        out["phases"]["page_busy_s"] = sum(max(0.0, min(t + d, out["t"]) - max(t, start)) for t, d in busy) / 1000.0
     return out
 
 
@@ -517,8 +551,10 @@ def phases(messages: list[float], start: float, done: float) -> dict[str, float]
     """Split ``start`` → ``done`` (page clock, ms) at the server's messages in between:
     ``to_server_s`` until the first message (the input handled, sent, and the server's first
     answer back), ``server_s`` from the first to the last message (the script run sending its
-    deltas), ``browser_s`` from the last message on (the page drawing what it got); None when no
-    message arrived in between."""
+    deltas; the page takes a message only when its main thread is free, so drawing a chart
+    delays the next message), ``browser_s`` from the last message on (the page drawing what it
+    got); None when no message arrived in between. :func:`wait_done` adds ``page_busy_s``: the
+    time the page's main thread spent in tasks of 50 ms or more within the wait."""
     between = [t for t in messages if start <= t <= done]
     if not between:
         return None

@@ -303,7 +303,7 @@ def test_the_benchmark_prints_every_ratio_in_its_json_line():
         assert seconds["app"] > 0 and seconds["floor"] > 0
     assert out["charts_per_page"]["app"]["Negatives"] == 2  # the histograms and the β curves
     split = out["interaction_phases_seconds"]["app"]["preview_beta_step"]
-    assert set(split) == {"to_server_s", "server_s", "browser_s"} and split["server_s"] > 0
+    assert {"to_server_s", "server_s", "browser_s", "page_busy_s"} == set(split) and split["server_s"] > 0
     train_ratio = out["train_throughput_ratio_app_vs_bare"]
     assert isinstance(train_ratio, float) and train_ratio > 0
     floor = out["loss_ratio_vs_matmul_floor"]
