@@ -30,8 +30,8 @@ from playwright.sync_api import expect
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
 #: A digits run long enough that even a fast machine is still training when Stop is pressed
-#: (50 epochs of 44 steps); it is stopped after a few seconds.
-RUN_QUERY = "?epochs=50&batch_size=32&snapshot_every=10"
+#: (500 epochs of 44 steps); it is stopped after a few seconds.
+RUN_QUERY = "?epochs=500&batch_size=32&snapshot_every=100"
 PAGES = {"": "Hardness Explorer", "embeddings": "Embeddings", "negatives": "Negatives",
          "compare": "Compare", "theory": "Theory"}
 
@@ -62,7 +62,7 @@ def test_train_live_stop_and_every_page(app):
     wait_for_app(page)
     _assert_no_exception(page, "Train page")
     # The link's parameters filled the controls.
-    expect(page.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("50", timeout=10_000)
+    expect(page.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("500", timeout=10_000)
 
     click_button(page, "Start")
     # Live: the progress bar runs and the loss curve gains points between refreshes.
