@@ -239,7 +239,15 @@ def inspect(nb: Neighbours, sub: Subset, epoch: int, dim: int) -> None:
 # ------------------------------------------------------------------------------------------
 
 def _advance(epoch_key: str, epochs: list[int]) -> None:
-    """One Play frame: the next epoch, or the end of playback at the last one."""
+    """One Play frame: the next epoch, or the end of playback at the last one.
+
+    A fragment also runs inline with every full run of the page: only a call at least a frame
+    after the last step advances, so each epoch stays on screen for a frame.
+    """
+    now = time.monotonic()
+    if now - st.session_state.get("emb_frame_at", 0.0) < 0.9 * FRAME_S:
+        return
+    st.session_state["emb_frame_at"] = now
     i = epochs.index(st.session_state[epoch_key]) if st.session_state.get(epoch_key) in epochs else -1
     if i + 1 < len(epochs):
         st.session_state[epoch_key] = epochs[i + 1]
@@ -251,6 +259,7 @@ def _advance(epoch_key: str, epochs: list[int]) -> None:
 def _toggle_play(epoch_key: str, epochs: list[int]) -> None:
     playing = not st.session_state.get("emb_playing", False)
     st.session_state["emb_playing"] = playing
+    st.session_state["emb_frame_at"] = time.monotonic()  # the first epoch stays a frame too
     if playing and st.session_state.get(epoch_key) == epochs[-1]:
         st.session_state[epoch_key] = epochs[0]  # Play at the end starts again from the first epoch
 
