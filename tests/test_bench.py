@@ -287,23 +287,13 @@ def test_gpu_training_parts_run_on_the_cpu(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.browser
-@pytest.mark.timeout(1500)
-def test_the_benchmark_prints_every_ratio_in_its_json_line():
-    proc = _bench("--smoke", "--only", "losses", "floor", "memory", "app", "interactions", timeout=1400)
+@pytest.mark.timeout(900)
+def test_the_benchmark_prints_the_loss_memory_and_training_ratios_in_its_json_line():
+    """The reduced benchmark end to end. The interaction part is left out here: run it with
+    ``python -m bench --smoke --only interactions`` (its pieces have their own tests above)."""
+    proc = _bench("--smoke", "--only", "losses", "floor", "memory", "app", timeout=800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    pages = [title.lower() for _, title in app_pages((ROOT / "app.py").read_text())]
-    expected = {"first_open", "epoch_step", "play_frame", "preview_beta_step", "compare_four_runs",
-                "start_to_first_point", "stop_to_stopped", *(f"switch_to_{p}" for p in pages)}
-    ratios = out["interaction_ratio_vs_empty_page"]
-    assert expected <= set(ratios), expected - set(ratios)
-    assert all(math.isfinite(v) and v > 0 for v in ratios.values()), ratios
-    for name in expected:
-        seconds = out["interaction_seconds"][name]
-        assert seconds["app"] > 0 and seconds["floor"] > 0
-    assert out["charts_per_page"]["app"]["Negatives"] == 2  # the histograms and the β curves
-    split = out["interaction_phases_seconds"]["app"]["preview_beta_step"]
-    assert {"to_server_s", "server_s", "browser_s", "page_busy_s"} == set(split) and split["server_s"] > 0
     train_ratio = out["train_throughput_ratio_app_vs_bare"]
     assert isinstance(train_ratio, float) and train_ratio > 0
     floor = out["loss_ratio_vs_matmul_floor"]
