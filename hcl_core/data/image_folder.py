@@ -18,6 +18,7 @@ What a folder may hold, and what happens otherwise (every failure one line namin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -142,41 +143,38 @@ def _read_images(paths: list[Path], size: int, mode: str, root: Path) -> torch.T
     arrays = []
     with Tracker("read", f"images in {root.name or root}", len(paths), unit="image") as t, file_errors(root):
         for p in paths:  # decoding is per file by nature; this runs once per data set, then is cached
-            try:
-                with _open(p) as img:
-                    img.draft(mode, (size, size))  # JPEG: decode at a fraction of the size when that suffices
-                    img = img.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-                    arrays.append(np.asarray(img, dtype=np.uint8))
-            except (DataFormatError, DataNotFoundError):
-                raise
-            except OSError as e:
-                if e.filename is not None:
-                    raise
-                raise _unreadable(p, e) from e
-            except (ValueError, SyntaxError) as e:
-                raise _unreadable(p, e) from e
+            with _image_errors(p), _open(p) as img:
+                img.draft(mode, (size, size))  # JPEG: decode at a fraction of the size when that suffices
+                img = img.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+                arrays.append(np.asarray(img, dtype=np.uint8))
             t.advance(1)
     stack = np.stack(arrays) if arrays else np.zeros((0, size, size), np.uint8)
     x = torch.from_numpy(stack).float().div_(255.0)
     return x.unsqueeze(1) if mode == "L" else x.permute(0, 3, 1, 2).contiguous()
 
 
+@contextlib.contextmanager
+def _image_errors(p: Path) -> Iterator[None]:
+    """A decoder's error on image ``p`` as one line naming it (errors that already name a file pass)."""
+    try:
+        yield
+    except (DataFormatError, DataNotFoundError):
+        raise
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise _unreadable(p, e) from e
+    except (ValueError, SyntaxError) as e:
+        raise _unreadable(p, e) from e
+
+
 def _image_mode(paths: list[Path], root: Path) -> str:
     """'L' when every image is grayscale, otherwise 'RGB' (opening reads only the header)."""
     with file_errors(root):
         for p in paths:
-            try:
-                with _open(p) as img:
-                    if img.mode not in _GRAY_MODES:
-                        return "RGB"
-            except (DataFormatError, DataNotFoundError):
-                raise
-            except OSError as e:
-                if e.filename is not None:
-                    raise
-                raise _unreadable(p, e) from e
-            except (ValueError, SyntaxError) as e:
-                raise _unreadable(p, e) from e
+            with _image_errors(p), _open(p) as img:
+                if img.mode not in _GRAY_MODES:
+                    return "RGB"
     return "L"
 
 
