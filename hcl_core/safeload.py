@@ -112,6 +112,16 @@ def inspect_npz(f: IO[bytes], name: str, *, max_elements: int = MAX_ARRAY_ELEMEN
     return out
 
 
+def _open_run_file(path: str | os.PathLike, name: str | None, max_bytes: int | None) -> tuple[IO[bytes], str]:
+    """The open regular file and the name messages give it (``folder/file`` by default)."""
+    path = Path(path)
+    name = name or f"{path.parent.name}/{path.name}"
+    try:
+        return open_regular(path, max_bytes=max_bytes, name=name), name
+    except FileNotFoundError:
+        raise RunFileError(f"{name} is missing") from None
+
+
 def load_npz(path: str | os.PathLike, *, name: str | None = None, keys: tuple[str, ...] | None = None,
              max_elements: int = MAX_ARRAY_ELEMENTS, max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file (all, or those of ``keys`` it holds), headers checked first
@@ -119,12 +129,7 @@ def load_npz(path: str | os.PathLike, *, name: str | None = None, keys: tuple[st
 
     :class:`RunFileError` if it is missing, not a regular file, corrupt, or breaks a limit.
     """
-    path = Path(path)
-    name = name or f"{path.parent.name}/{path.name}"
-    try:
-        f = open_regular(path, max_bytes=max_bytes, name=name)
-    except FileNotFoundError:
-        raise RunFileError(f"{name} is missing") from None
+    f, name = _open_run_file(path, name, max_bytes)
     with f:
         inspect_npz(f, name, max_elements=max_elements, max_bytes=max_bytes)
         f.seek(0)
@@ -182,12 +187,7 @@ def load_checkpoint(path: str | os.PathLike, *, name: str | None = None,
 
     import torch
 
-    path = Path(path)
-    name = name or f"{path.parent.name}/{path.name}"
-    try:
-        f = open_regular(path, max_bytes=max_bytes, name=name)
-    except FileNotFoundError:
-        raise RunFileError(f"{name} is missing") from None
+    f, name = _open_run_file(path, name, max_bytes)
     with f:
         if zipfile.is_zipfile(f):
             try:
