@@ -230,6 +230,11 @@ class DatasetSpec:
     def default_aug_strength(self) -> float:
         return 1.0 if self.view_strength is None else self.view_strength
 
+    @property
+    def raw_name(self) -> str:
+        """What the raw-input baseline is called: pixels for images, inputs for vectors and signals."""
+        return "raw pixels" if self.is_image else "raw inputs"
+
 
 DATASETS: dict[str, DatasetSpec] = {
     d.name: d

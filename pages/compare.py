@@ -26,6 +26,7 @@ from hcl_core.analysis.compare import (
 from hcl_core.plots.compare import add_baselines, embeddings_grid_figure, figures_html, legend_labels, run_colors
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
+from hcl_core.registry import DATASETS
 from hcl_core.store import Run, RunFileError, RunHistory
 from ui import all_runs, load_snapshot, run_history, run_labels
 from ui.figures import figure_downloads
@@ -40,8 +41,8 @@ DEFAULT_RUNS = 3
 MAX_RUNS = 8
 KEY = "cmp_runs"
 SAVED = "cmp_runs_saved"  # a plain key: Streamlit drops a widget's key while another page is open
-TABLE_FORMAT = {h: st.column_config.NumberColumn(format="%.1f" if h in ("eff. negatives", "train s") else "%.3f")
-                for h in (*FINAL_METRICS.values(), "train s")}
+#: Shown right after the run's name: what tells runs apart (the CSV keeps the table's own order).
+SETTINGS_FIRST = ("run", "β", "τ", "τ⁺", "seed")
 CURVES = ("linear_probe_acc", "few_shot_probe_acc", "knn_acc", "alignment", "uniformity")
 
 
@@ -78,10 +79,22 @@ def final_metrics(run: Run, hist: RunHistory) -> dict[str, Any]:
 
 
 def shared_raw_baseline(entries: list[TableEntry], metric: str) -> dict[str, float | None]:
-    """The raw-pixel line of a probe chart, when all runs share one data set (else no line)."""
+    """The raw-input line of a probe chart, when all runs share one data set (else no line)."""
     if len({e.config.dataset for e in entries}) != 1:
         return {}
-    return {"raw pixels": (entries[0].baseline.get("raw") or {}).get(metric)}
+    name = DATASETS[entries[0].config.dataset].raw_name if entries[0].config.dataset in DATASETS else "raw inputs"
+    return {name: (entries[0].baseline.get("raw") or {}).get(metric)}
+
+
+def table_view(rows: list[dict[str, Any]]):
+    """The table as shown: settings next to the name, fixed decimals, and blank cells where a row has
+    no value (a baseline has no β; Streamlit would print a grey "None")."""
+    df = pd.DataFrame(rows)
+    df = df[[c for c in SETTINGS_FIRST if c in df] + [c for c in df if c not in SETTINGS_FIRST]]
+    formats = {h: "{:.1f}" if h in ("eff. negatives", "train s") else "{:.3f}"
+               for h in (*FINAL_METRICS.values(), "train s") if h in df}
+    formats |= {h: "{:g}" for h in ("β", "τ", "τ⁺") if h in df} | {h: "{:.0f}" for h in ("seed", "epoch") if h in df}
+    return df.style.format(na_rep="").format(formats, na_rep="")
 
 
 def chart(fig, key: str) -> None:
@@ -129,9 +142,11 @@ def runs_section() -> None:
 
     st.subheader("Final metrics")
     rows = metrics_table(entries)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="cmp_table", column_config=TABLE_FORMAT)
+    st.dataframe(table_view(rows), hide_index=True, key="cmp_table",
+                 column_config={"run": st.column_config.Column(pinned=True)})
     st.caption("Accuracies on the held-out test split at the last evaluated epoch (never the best epoch). "
-               "Baselines: *raw pixels* is the same probe on the flattened inputs; *random-init encoder* is the "
+               "Baselines: *raw pixels* (images) or *raw inputs* (vectors, signals) is the same probe on the "
+               "flattened inputs; *random-init encoder* is the "
                "untrained network (epoch 0). Alignment and uniformity: lower is better.")
 
     curves = {"loss": loss_figure(

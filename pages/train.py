@@ -218,7 +218,7 @@ def _render(s: JobState) -> None:
         st.warning(s.message or "Stopped.")
     last = s.evals[-1] if s.evals else {}
     raw = (s.baseline or {}).get("raw", {})
-    raw_name = "raw pixels" if DATASETS[s.config.dataset].is_image else "raw inputs"
+    raw_name = DATASETS[s.config.dataset].raw_name
     m = st.columns(4)
     m[0].metric("Loss (last step)", f"{s.steps[-1][1]:.4f}" if s.steps else "–")
     for col, key, label in ((m[1], "few_shot_probe_acc", "Few-shot probe"), (m[2], "knn_acc", "kNN accuracy"),

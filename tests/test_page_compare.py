@@ -8,6 +8,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from page_runs import clear_caches
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
@@ -59,6 +60,12 @@ def test_default_runs_curves_table_embeddings(tiny_models):
     table = at.dataframe[0].value
     assert list(table["run"]) == ["UCL / SimCLR", "HCL β=1", "H-SCL β=1", "raw pixels (digits)",
                                   "random-init encoder (digits)"]
+    assert list(table.columns[:5]) == ["run", "β", "τ", "τ⁺", "seed"]  # what tells runs apart, first
+    shown = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_pandas()
+    cells = set(shown.astype(str).to_numpy().ravel())
+    assert "None" not in cells and "nan" not in cells
+    assert shown.iloc[3]["β"] == "" and shown.iloc[1]["β"] == "1" and shown.iloc[0]["kNN"].count(".") == 1
+    assert len(shown.iloc[0]["kNN"].split(".")[1]) == 3  # three decimals
     figs = charts(at)
     titles = [f["layout"]["title"]["text"] for f in figs[:-1]]
     assert titles == ["Training loss", "linear probe (all labels)", "few-shot probe (10 labels/class)",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import RunConfig
-from ..registry import METRICS, PROBES
+from ..registry import DATASETS, METRICS, PROBES
 
 __all__ = ["DEFAULT_LOSS_ORDER", "FINAL_METRICS", "TableEntry", "default_comparison", "metrics_table", "table_csv"]
 
@@ -73,7 +73,7 @@ def metrics_table(entries: Sequence[TableEntry]) -> list[dict[str, Any]]:
     Columns: ``run`` (the legend label), the :data:`FINAL_METRICS` headers, ``train s``, then the
     settings (``kind`` run/baseline, loss, β, τ, τ⁺, seed, dataset, evaluated epoch, state, run id).
 
-    Baselines: "raw pixels" (a probe on the flattened inputs) once per data set, and "random-init
+    Baselines: "raw pixels" or "raw inputs" (a probe on the flattened inputs) once per data set, and "random-init
     encoder" (the same probes at epoch 0, before any training) once per distinct set of values
     (runs with the same seed and encoder share it). Baseline rows leave the run-only columns blank.
     """
@@ -91,7 +91,8 @@ def metrics_table(entries: Sequence[TableEntry]) -> list[dict[str, Any]]:
         })
         row["run id"] = e.run_id
         rows.append(row)
-        for kind, name in (("raw", f"raw pixels ({c.dataset})"), ("random_init", f"random-init encoder ({c.dataset})")):
+        raw_name = DATASETS[c.dataset].raw_name if c.dataset in DATASETS else "raw inputs"
+        for kind, name in (("raw", f"{raw_name} ({c.dataset})"), ("random_init", f"random-init encoder ({c.dataset})")):
             values = {k: _number(v) for k, v in (e.baseline.get(kind) or {}).items() if k in PROBE_METRICS}
             if not any(v is not None for v in values.values()):
                 continue
