@@ -18,6 +18,7 @@ import collections
 import contextlib
 import itertools
 import json
+import logging
 import os
 import secrets
 import signal
@@ -33,6 +34,8 @@ from typing import Any
 from .config import RunConfig
 from .runlog import RunHistory
 from .store import DEFAULT_ROOT, Run, RunFileError, mark_ended
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ACTIVE_STATES", "Job", "JobInfo", "JobLimitError", "JobManager", "JobState"]
 
@@ -205,7 +208,7 @@ class Job:
     """One training job: its worker process, the thread reading it, and its state."""
 
     def __init__(self, job_id: int, config: RunConfig, proc: subprocess.Popen, root: Path,
-                 on_end: Callable[[], None] | None = None):
+                 on_end: Callable[[Job], None] | None = None):
         self.id = job_id
         self.token = secrets.token_urlsafe(8)
         self.config = config
@@ -257,7 +260,7 @@ class Job:
         # Before _done: whoever waits for this job finds the manager settled (the next spare
         # worker already started), not in the middle of it.
         if self._on_end is not None:
-            self._on_end()
+            self._on_end(self)
         self._done.set()
 
     def _read_stderr(self) -> None:
@@ -374,11 +377,15 @@ class JobManager:
         max_active: at most this many jobs run at once; more starts raise :class:`JobLimitError`.
         warm: keep one worker process with torch imported, ready for the next start.
         worker_threads: torch threads per worker (None: torch's default).
+        after_runs: called with the folders of the runs that ended, once no job is training (on
+            the reader thread of the last job that ended): the app lays out their embeddings.
     """
 
     def __init__(self, root: str | os.PathLike = DEFAULT_ROOT, *, max_active: int = 2, warm: bool = True,
-                 worker_threads: int | None = None):
+                 worker_threads: int | None = None, after_runs: Callable[[list[str]], None] | None = None):
         self.root = Path(root)
+        self.after_runs = after_runs
+        self._ended: list[str] = []
         self.max_active = max_active
         self.warm = warm
         self.worker_threads = worker_threads
@@ -405,14 +412,27 @@ class JobManager:
             proc = _spawn_worker(self.worker_threads)
         return proc
 
-    def _job_ended(self) -> None:
-        """Warm the next spare worker once nothing trains.
+    def _job_ended(self, job: Job) -> None:
+        """Once nothing trains: warm the next spare worker and hand the runs that ended to ``after_runs``.
 
         Not while a job runs: the spare's imports take 5-7 s of CPU, which on a 2-core machine
-        came straight out of the training (bench/: the app kept less of the bare loop's speed).
+        came straight out of the training (bench/: the app kept less of the bare loop's speed);
+        laying out a run's embeddings would cost the same.
         """
-        if self.warm and not any(j.active for j in self.jobs()):
+        with self._lock:
+            if job.view().run_dir:
+                self._ended.append(job.view().run_dir)
+        if any(j.active for j in self.jobs()):
+            return
+        if self.warm:
             self._refill_spare()
+        with self._lock:
+            ended, self._ended = self._ended, []
+        if ended and self.after_runs is not None:
+            try:
+                self.after_runs(ended)
+            except Exception:  # a hook's bug must not end the job's reader thread before _done is set
+                log.exception("after_runs failed for %s", ended)
 
     def start(self, config: RunConfig) -> Job:
         """Start a job for ``config``; raises :class:`JobLimitError` when ``max_active`` run."""

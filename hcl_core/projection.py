@@ -25,7 +25,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
@@ -374,6 +374,33 @@ class ProjectionService:
             entry.future = self._executor.submit(self._run, key, entry, data, ref)
             return None
 
+    def request_chain(self, items: Sequence[tuple[str, Any]]) -> int:
+        """Schedule fits one after another, each starting from the previous key's layout; returns how
+        many were scheduled.
+
+        ``items`` are ``(key, x)`` in chain order. The result is what :meth:`request` gives when
+        each key is asked for once the previous one is ready (the Embeddings page's chain), but
+        nobody has to poll: the app lays out a finished run before a user opens it. Known keys are
+        left as they are and serve as the next fit's reference; a link that fails fails the rest
+        of the chain, naming it.
+        """
+        scheduled, previous = 0, None
+        for key, x in items:
+            with self._lock:
+                if self._closed:
+                    break
+                if key not in self._entries:
+                    try:
+                        data = np.array(_as_array(x, "x"), dtype=np.float32, copy=True)
+                    except Exception as exc:
+                        self._store_failure(key, f"cannot read the features: {exc}")
+                        break
+                    entry = self._entries[key] = _Entry(state="pending")
+                    entry.future = self._executor.submit(self._run_linked, key, entry, data, previous)
+                    scheduled += 1
+            previous = key
+        return scheduled
+
     def status(self, key: str) -> str:
         """``'ready'``, ``'pending'`` (scheduled or running), ``'failed'`` or ``'absent'``."""
         with self._lock:
@@ -467,6 +494,20 @@ class ProjectionService:
                     entry.state, entry.error = "failed", "cancelled: the projection service was shut down"
 
     # ---- worker side ----------------------------------------------------------------------------
+
+    def _run_linked(self, key: str, entry: _Entry, x: np.ndarray, previous: str | None) -> None:
+        """A link of :meth:`request_chain`: the fit of ``previous`` ran before it on this one thread."""
+        reference = None
+        if previous is not None:
+            with self._lock:
+                before = self._entries.get(previous)
+                if before is None or before.state != "ready":
+                    why = before.error if before is not None and before.error else "it is no longer cached"
+                    message = f"UMAP failed: the layout it starts from failed ({why})"
+                    self._finish(key, entry, "failed", None, message, 0.0)
+                    return
+                reference = np.asarray(before.layout, dtype=np.float64)
+        self._run(key, entry, x, reference)
 
     def _run(self, key: str, entry: _Entry, x: np.ndarray, reference: np.ndarray | None) -> None:
         t0 = time.perf_counter()

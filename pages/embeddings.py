@@ -19,7 +19,8 @@ import streamlit as st
 
 from hcl_core.analysis.neighbours import Neighbours, neighbours
 from hcl_core.plots.embeddings import Highlight, embedding_figure, hover_texts, layout_ranges, thumbnail
-from hcl_core.projection import align_layout, layout_key, pca_2d
+from hcl_core.projection import align_layout, pca_2d
+from hcl_core.snapshots import Snapshots, read_snapshots, umap_chain, umap_key
 from hcl_core.store import Run, load_run
 from ui import LIVE_REFRESH_S, load_eval_inputs, load_snapshot, pick_run
 from ui.glossary import glossary
@@ -32,42 +33,6 @@ K = 8  # neighbours and hardest negatives shown for a chosen sample
 POLL_S = 0.5  # how often the page checks whether UMAP is ready
 FRAME_S = 0.8  # seconds per epoch while Play runs
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
-
-
-@dataclass
-class Snapshots:
-    """The readable snapshots of a run: ``features[i]`` is ``(n, D)`` at ``epochs[i]``; ``labels`` ``(n,)``."""
-
-    epochs: list[int]
-    features: list[np.ndarray]
-    labels: np.ndarray | None
-    problems: list[str]
-    stamp: tuple  # identifies these arrays (run folder, epochs, file times): a cache key
-
-
-def read_snapshots(run: Run) -> Snapshots:
-    """Every snapshot that loads and fits the others; the rest are named in ``problems``."""
-    out = Snapshots([], [], None, [], ())
-    stamp: list = [str(run.path)]
-    for epoch in run.snapshot_epochs():
-        try:
-            snap = load_snapshot(run, epoch)
-            feats, labels = np.asarray(snap["features"]), np.asarray(snap["labels"])
-            if feats.ndim != 2 or len(feats) != len(labels) or len(feats) < 3:
-                raise ValueError(f"features of shape {feats.shape} for {len(labels)} labels")
-            if out.labels is not None and not np.array_equal(labels, out.labels):
-                raise ValueError("it holds other samples than the other snapshots")
-            if not np.isfinite(feats).all():
-                raise ValueError("the features contain NaN or infinity (the training diverged)")
-            stamp.append((epoch, run.snapshot_stamp(epoch)))
-        except _UNREADABLE as e:
-            out.problems.append(f"The snapshot of epoch {epoch} is left out: {e or type(e).__name__}.")
-            continue
-        out.epochs.append(epoch)
-        out.features.append(feats)
-        out.labels = labels
-    out.stamp = tuple(stamp)
-    return out
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -90,16 +55,12 @@ def umap_layouts(run: Run, snaps: Snapshots) -> tuple[dict[int, np.ndarray], str
     and is aligned onto it, so the animation does not jump (and the last epoch is ready first).
     """
     service, ready, reference = projection_service(), {}, None
-    for epoch, feats in zip(reversed(snaps.epochs), reversed(snaps.features), strict=True):
-        layout = service.request(umap_key(run, snaps, epoch), feats, reference=reference)
+    for epoch, (key, feats) in zip(reversed(snaps.epochs), umap_chain(run, snaps), strict=True):
+        layout = service.request(key, feats, reference=reference)
         if layout is None:
-            return ready, service.error(umap_key(run, snaps, epoch))
+            return ready, service.error(key)
         ready[epoch] = reference = layout
     return ready, None
-
-
-def umap_key(run: Run, snaps: Snapshots, epoch: int) -> str:
-    return layout_key(run.path, epoch, f"umap-chain-from-{snaps.epochs[-1]}")
 
 
 def umap_state(ready: dict, error: str | None, epoch: int, epochs: list[int]) -> tuple[bool, bool, bool]:
@@ -275,7 +236,7 @@ glossary()
 run = pick_run(key="emb_run")
 if run is None:
     st.stop()
-snaps = read_snapshots(run)
+snaps = read_snapshots(run, load_snapshot)
 for problem in snaps.problems:
     st.warning(problem)
 if not snaps.epochs:

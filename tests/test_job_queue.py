@@ -58,3 +58,23 @@ def test_cancel_drops_only_the_runs_that_have_not_started(tmp_path):
     finally:
         queue.shutdown()
         manager.shutdown()
+
+
+def test_runs_that_ended_are_handed_over_once_nothing_trains(tmp_path):
+    calls: list[tuple[list[str], bool]] = []
+    manager = JobManager(tmp_path, max_active=2, warm=False,
+                         after_runs=lambda dirs: calls.append((dirs, any(j.active for j in manager.jobs()))))
+    try:
+        long = manager.start(RunConfig(loss="info_nce", **{**TINY, "epochs": 200}))
+        short = manager.start(RunConfig(loss="hcl", **TINY))
+        assert short.wait(120) and short.view().state == "finished"
+        time.sleep(0.2)
+        assert calls == [], "handed over while another run still trains"
+        long.stop(timeout=5)
+        assert long.wait(30)
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert calls == [([short.view().run_dir, long.view().run_dir], False)]
+    finally:
+        manager.shutdown()

@@ -12,7 +12,10 @@ from streamlit.testing.v1 import AppTest
 
 import hcl_core.projection as projection
 from hcl_core.config import RunConfig
+from hcl_core.snapshots import lay_out_ahead, read_snapshots, umap_chain
+from hcl_core.store import load_run
 from hcl_core.train import train
+from ui.projections import projection_service
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "embeddings.py")
 
@@ -221,3 +224,18 @@ def test_a_run_saved_without_class_names_falls_back_to_its_data_sets_names(model
     (run / "config.json").write_text(json.dumps(config))
     st.cache_data.clear()
     assert [t["name"] for t in spec(run_page())["data"]] == [str(k) for k in range(10)]
+
+
+def test_a_run_laid_out_ahead_opens_in_umap_at_once(models, trained):
+    run = add_run(models, trained)
+    service = projection_service()  # the app's one service, as the job manager hands ended runs to it
+    assert lay_out_ahead(service, run) == 3  # epochs 2, 1, 0: the chain the page asks for
+    keys = [key for key, _ in umap_chain(load_run(run), read_snapshots(load_run(run)))]
+    for key in keys:
+        assert service.wait(key, 30) is not None
+    at = AppTest.from_file(PAGE, default_timeout=30)
+    at.query_params.update({"run": run.name, "layout": "UMAP"})
+    at.run()
+    assert not at.exception
+    assert spec(at)["layout"]["title"]["text"].endswith("· UMAP") and "being computed" not in texts(at)
+    assert lay_out_ahead(service, models / "no-such-run") == 0  # skipped, never raised

@@ -380,3 +380,34 @@ def test_service_with_real_umap():
         assert np.sqrt(((follow - layout) ** 2).sum(1).mean()) < np.sqrt(((layout - layout.mean(0)) ** 2).sum(1).mean())
     finally:
         svc.shutdown(wait=True)
+
+
+def test_a_chain_gives_the_layouts_of_requests_made_one_after_another(service):
+    xs = [_anisotropic(30, 4, seed=s) for s in range(3)]
+    keys = [layout_key("models/r", e, "umap-chain") for e in (9, 5, 0)]
+
+    def compute(data, *, init=None):  # depends on the reference, as UMAP's init does
+        return pca_2d(data) + (0.0 if init is None else 0.5 * init)
+
+    polled = service(compute=compute)
+    reference = None
+    for key, x in zip(keys, xs, strict=True):
+        polled.request(key, x, reference=reference)
+        reference = polled.wait(key, WAIT)
+    chained = service(compute=compute)
+    assert chained.request_chain(list(zip(keys, xs, strict=True))) == 3
+    assert chained.request_chain(list(zip(keys, xs, strict=True))) == 0  # known keys are not fitted again
+    for key in keys:
+        assert np.allclose(chained.wait(key, WAIT), polled.wait(key, WAIT), atol=1e-5)
+
+
+def test_a_failed_link_fails_the_rest_of_its_chain_and_names_why(service):
+    svc = service(compute=lambda data, *, init=None: pca_2d(data))
+    good = _anisotropic(30, 4)
+    broken = np.ones((30, 4))
+    broken[0, 0] = np.nan
+    svc.request_chain([("a", good), ("b", broken), ("c", good)])
+    assert svc.wait("a", WAIT) is not None and svc.wait("c", WAIT) is None
+    assert "diverged" in svc.error("b")
+    assert svc.status("c") == "failed" and "the layout it starts from failed" in svc.error("c")
+    assert "diverged" in svc.error("c")

@@ -17,7 +17,9 @@ import streamlit as st
 from hcl_core import store
 from hcl_core.config import RunConfig
 from hcl_core.jobs import JobManager
+from hcl_core.snapshots import lay_out_ahead
 from hcl_core.store import Run, RunHistory, list_runs, load_run
+from ui.projections import projection_service
 
 __all__ = [
     "FIRST_POINT_REFRESH_S",
@@ -57,8 +59,11 @@ def models_root() -> Path:
 
 @st.cache_resource(show_spinner=False)
 def job_manager() -> JobManager:
-    """One job manager per app process: every tab and rerun sees the same jobs."""
-    return JobManager(models_root(), max_active=int(os.environ.get("HCL_MAX_JOBS", "2")))
+    """One job manager per app process: every tab and rerun sees the same jobs. A run that ends is
+    laid out by UMAP in the background, so the Embeddings page shows its UMAP at once."""
+    service = projection_service()
+    return JobManager(models_root(), max_active=int(os.environ.get("HCL_MAX_JOBS", "2")),
+                      after_runs=lambda run_dirs: [lay_out_ahead(service, d) for d in run_dirs])
 
 
 def config_label(c: RunConfig) -> str:
