@@ -69,6 +69,8 @@ NAV = '[data-testid="stSidebarNavLink"]'
 #: What an interaction returns per figure: its seconds and :func:`browser_harness.phases` (or None).
 Step = tuple[float, dict[str, float] | None]
 TIMEOUT_S = 120.0
+#: Play has ended when the chart's title has not changed for this long (frames are 0.8 s apart).
+PLAY_QUIET_S = 4.0
 
 
 def prepare_runs(root: Path, *, epochs: int, snapshot_every: int, threads: int, **changes: Any) -> list[Path]:
@@ -207,19 +209,26 @@ def _server_play(side: Side) -> dict[str, Step]:
     """The app's Play: a Streamlit button that steps the one epoch control on the server.
 
     ``play_frame`` is the median time between two successive chart titles (each names its epoch)
-    from the click until playback ends (the button reads Play again).
+    from the click until playback ends (the title holds still and the button no longer reads
+    Pause). The slider is moved to the last epoch first (untimed), so Play runs through every
+    epoch: three snapshots, two intervals.
     """
     page = side.page
+    thumb = _slider(side, "Epoch")
+    if thumb.get_attribute("value") != thumb.get_attribute("max"):  # Play at the end restarts at the first epoch
+        thumb.focus()
+        page.keyboard.press("End")
+        side.settle()
     title = page.locator(".js-plotly-plot .gtitle").first
     seen: list[tuple[float, str]] = [(time.perf_counter(), title.text_content() or "")]
     page.get_by_role("button", name="Play").first.click()
-    page.get_by_role("button", name="Pause").first.wait_for(timeout=TIMEOUT_S * 1000)
     deadline = time.perf_counter() + TIMEOUT_S * 4
-    while time.perf_counter() < deadline:
-        text = title.text_content() or ""
+    while time.perf_counter() < deadline:  # until the title has held still for a while, with Pause gone
+        now, text = time.perf_counter(), title.text_content() or ""
         if text != seen[-1][1]:
-            seen.append((time.perf_counter(), text))
-        if page.get_by_role("button", name="Play").count() and len(seen) > 2:
+            seen.append((now, text))
+        elif (len(seen) > 2 and now - seen[-1][0] > PLAY_QUIET_S
+              and not page.get_by_role("button", name="Pause").count()):
             break
         time.sleep(0.02)
     intervals = [b[0] - a[0] for a, b in zip(seen[1:], seen[2:], strict=False)]

@@ -289,8 +289,7 @@ def test_gpu_training_parts_run_on_the_cpu(tmp_path):
 @pytest.mark.browser
 @pytest.mark.timeout(900)
 def test_the_benchmark_prints_the_loss_memory_and_training_ratios_in_its_json_line():
-    """The reduced benchmark end to end. The interaction part is left out here: run it with
-    ``python -m bench --smoke --only interactions`` (its pieces have their own tests above)."""
+    """The reduced benchmark end to end, but for the interactions (the next test)."""
     proc = _bench("--smoke", "--only", "losses", "floor", "memory", "app", timeout=800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -301,3 +300,21 @@ def test_the_benchmark_prints_the_loss_memory_and_training_ratios_in_its_json_li
     assert set(out["loss_peak_memory_matrices"]) == {"matmul_floor", *LOSSES}
     assert set(out["targets"]) >= {"interaction_ratio_vs_empty_page_max", "train_throughput_ratio_app_vs_bare",
                                    "loss_peak_memory_matrices_max"}
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.timeout(900)
+def test_the_interaction_benchmark_measures_every_interaction_against_the_empty_page():
+    """Chromium against the app and an empty app, one repetition: every interaction, Play included
+    (which stalled once when it started one epoch before the end), gets a ratio."""
+    proc = _bench("--smoke", "--only", "interactions", timeout=800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    ratios = out["interaction_ratio_vs_empty_page"]
+    pages = ("embeddings", "negatives", "compare", "theory", "train")
+    expected = {"first_open", "epoch_step", "play_frame", "preview_beta_step", "compare_four_runs",
+                "start_to_first_point", "stop_to_stopped", *(f"switch_to_{p}" for p in pages)}
+    assert set(ratios) >= expected, sorted(ratios)
+    assert all(isinstance(v, float) and v > 0 for v in ratios.values()), ratios
+    assert out["interaction_ratio_vs_empty_page_max"] == max(ratios.values())
