@@ -6,6 +6,9 @@ ten classes, cycle with distinct marker symbols; losses use the Okabe-Ito palett
 
 from __future__ import annotations
 
+import functools
+import re
+
 import plotly.graph_objects as go
 
 from ..registry import LOSSES
@@ -49,6 +52,14 @@ RIGHT_LEGEND = dict(orientation="v", yref="paper", y=1.0, yanchor="top", x=1.01,
 _TITLE_PX = 36  # the title's line, from the top of the figure, above the legend
 
 
+@functools.cache
+def _white_template() -> dict:
+    """plotly_white as a plain dict, validated once (setting it by name validates it at every figure)."""
+    import plotly.io as pio
+
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
 def styled(fig: go.Figure, *, title: str | None = None, x: str | None = None, y: str | None = None,
            height: int = 320, legend: bool = True) -> go.Figure:
     """The common look: white background, labelled axes, compact margins, the legend under the title.
@@ -56,21 +67,36 @@ def styled(fig: go.Figure, *, title: str | None = None, x: str | None = None, y:
     Title and legend are placed in pixels from the top of the figure (``yref="container"``), and
     plotly grows the top margin to fit the legend: however many entries wrap onto new lines,
     they never cover the title or the plot.
+
+    Returns a new figure (use the return value): the layout is merged as a dict and the figure
+    rebuilt without validation, because ``update_layout`` with a template validates every
+    property of the template again, 60-100 ms per figure, most of a Compare rerun (BENCHMARKS.md).
+    Traces, frames and the subplot grid are carried over as they are (they were validated when built).
     """
+    layout = fig.layout.to_plotly_json()
     legend_top = (_TITLE_PX if title else 6) / height
-    fig.update_layout(
-        template="plotly_white",
-        title=dict(text=title, x=0, xanchor="left", yref="container", y=1.0, yanchor="top", pad=dict(t=10),
-                   font=dict(size=15)) if title else None,
+    layout.pop("title", None)
+    if title:
+        layout["title"] = dict(text=title, x=0, xanchor="left", yref="container", y=1.0, yanchor="top",
+                               pad=dict(t=10), font=dict(size=15))
+    layout.update(
+        template=_white_template(),
         height=height,
         margin=dict(l=55, r=15, t=45 if title else 15, b=45),
         showlegend=legend,
-        legend=dict(orientation="h", yref="container", yanchor="top", y=1.0 - legend_top, xanchor="left", x=0.0),
-        font=dict(size=13),
-        hoverlabel=dict(font_size=13),
+        legend={**layout.get("legend", {}), **dict(orientation="h", yref="container", yanchor="top",
+                                                     y=1.0 - legend_top, xanchor="left", x=0.0)},
+        font={**layout.get("font", {}), "size": 13},
+        hoverlabel={**layout.get("hoverlabel", {}), "font": {**layout.get("hoverlabel", {}).get("font", {}),
+                                                              "size": 13}},
     )
-    if x is not None:
-        fig.update_xaxes(title_text=x)
-    if y is not None:
-        fig.update_yaxes(title_text=y)
-    return fig
+    for letter, text in (("x", x), ("y", y)):
+        if text is None:
+            continue
+        axes = [k for k in layout if re.fullmatch(f"{letter}axis[0-9]*", k)] or [f"{letter}axis"]
+        for k in axes:
+            axis = layout.setdefault(k, {})
+            axis["title"] = {**axis.get("title", {}), "text": text}
+    # The grid of make_subplots travels as plotly's own copies carry it, so row/col keep working.
+    return go.Figure({"data": fig.data, "layout": layout, "frames": fig.frames, "_grid_ref": fig._grid_ref,
+                      "_grid_str": fig._grid_str}, _validate=False)

@@ -208,7 +208,7 @@ def embedding_figure(
               for i, (name, lay) in enumerate(zip(names, layouts, strict=True))]
     fig = go.Figure(data=traces, frames=frames, _validate=validate)
     xr, yr = ranges if ranges is not None else layout_ranges(layouts)
-    styled(fig, title=titles[active] if titles else None, height=height)
+    fig = styled(fig, title=titles[active] if titles else None, height=height)
     fig.update_layout(frame_layout(active))
     fig.update_layout(
         hovermode="closest", dragmode="zoom", uirevision=revision,

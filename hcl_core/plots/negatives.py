@@ -226,7 +226,7 @@ def negatives_figure(stats: Sequence[NegativeStats], view: str, *, cols: int = 3
         if i % cols == 0:
             axes[f"yaxis{a}"]["title"] = dict(text="% of pairs (log)")
     fig = go.Figure(data=traces, layout=dict(axes, annotations=notes, shapes=shapes), _validate=False)
-    styled(fig, height=rows * panel_height + 100)
+    fig = styled(fig, height=rows * panel_height + 100)
     fig.update_layout(barmode="overlay", bargap=0, margin=dict(t=80))
     return fig
 
@@ -280,6 +280,6 @@ def beta_sweep_figure(curves: Mapping[str, SweepCurves], *, preview_beta: float 
     axes["yaxis2"].update(title=dict(text="effective negatives (log scale)"), type="log", tickvals=_NEFF_TICKS)
     axes["yaxis3"].update(title=dict(text="fraction with ∂L/∂s < 0"), tickformat=".0%", range=[0, 1.02])
     fig = go.Figure(data=traces, layout=dict(axes, annotations=notes, shapes=shapes), _validate=False)
-    styled(fig, height=height)
+    fig = styled(fig, height=height)
     fig.update_layout(legend=dict(RIGHT_LEGEND, x=1.02), margin=dict(t=40, r=10))
     return fig
