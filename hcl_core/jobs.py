@@ -242,21 +242,22 @@ class Job:
         for stream in (self._proc.stdin, self._proc.stdout):
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
-        terminated = False
+        mark = None  # what the run's files must say when the worker could not write it itself
         with self._lock:
             s = self._state
             if s.state == "stopping":
                 s.state, s.message = "stopped", s.message or "stopped by the user"
+                mark = "stopped by the user (worker terminated)"
             elif s.active and code == -signal.SIGTERM:  # terminated from outside, e.g. `kill PID`
                 s.state, s.message = "stopped", "stopped: the training process was terminated (SIGTERM)"
-                terminated = True
+                mark = s.message
             elif s.active:  # the process ended without saying how: it crashed or was killed
                 tail = " | ".join(list(self._stderr)[-3:])
                 s.state = "failed"
                 s.message = f"the training process ended unexpectedly (exit code {code}). {tail}".strip()
             s.stderr_tail = list(self._stderr)
-        if terminated:
-            self._mark_run("stopped", "stopped: the training process was terminated (SIGTERM)")
+        if mark is not None:  # before _done: whoever waits for the job finds its files settled
+            self._mark_run("stopped", mark)
         # Before _done: whoever waits for this job finds the manager settled (the next spare
         # worker already started), not in the middle of it.
         if self._on_end is not None:
@@ -325,11 +326,13 @@ class Job:
             self._state.paused = True
         self._send("step")
 
-    def stop(self, timeout: float = 1.0) -> bool:
+    def stop(self, timeout: float = 1.0, *, wait: bool = True) -> bool:
         """Ask the worker to stop; if it has not ended in time, terminate it: ends within ``timeout`` s.
 
         Returns True once the process has ended. The worker checks the flag before every step,
         so a normal stop closes the run files itself; a forced one marks the run ``stopped``.
+        ``wait=False`` returns at once (the page's Stop button: the click's rerun shows
+        "Stopping…" instead of waiting) and a background thread keeps the same deadline.
         """
         with self._lock:
             if self._state.active:
@@ -338,6 +341,13 @@ class Job:
         with contextlib.suppress(BrokenPipeError, OSError, ValueError):
             self._proc.stdin.write("stop\n")
             self._proc.stdin.flush()
+        if not wait:
+            threading.Thread(target=self._end_within, args=(timeout, trained), name=f"job-{self.id}-stop",
+                             daemon=True).start()
+            return self._done.is_set()
+        return self._end_within(timeout, trained)
+
+    def _end_within(self, timeout: float, trained: bool) -> bool:
         # The stop must end within ``timeout``. Before any step (imports, data loading, baseline,
         # epoch-0 evaluation: seconds on big data sets) the worker cannot react and there is
         # nothing to save, so it is terminated at once. Later it gets the budget less

@@ -288,8 +288,8 @@ def _start(config: RunConfig) -> None:
 
 def _stop(job_id: int) -> None:
     running = job_manager().get(job_id)
-    if running is not None:
-        running.stop(timeout=1.0)
+    if running is not None:  # without waiting: this click's rerun shows "Stopping…", the live view the end
+        running.stop(timeout=1.0, wait=False)
 
 
 def _pause_or_resume(job_id: int) -> None:

@@ -347,6 +347,20 @@ def test_stop_ends_the_job_within_one_second_in_every_phase(manager):
     assert all(v < STOP_BUDGET_S for v in latencies.values()), latencies
 
 
+def test_a_stop_that_does_not_wait_keeps_the_deadline_even_for_a_frozen_worker(manager):
+    """``stop(wait=False)`` (the page's Stop button) returns before the worker has ended; a worker
+    that cannot answer (frozen with SIGSTOP) is still terminated and the run recorded as stopped."""
+    job = manager.start(RunConfig(epochs=1000, snapshot_every=1, **TINY))
+    _until(lambda: job.view().step >= 3, every=0.002)
+    os.kill(job.pid, signal.SIGSTOP)
+    assert job.stop(timeout=STOP_BUDGET_S, wait=False) is False  # it cannot have ended: it is frozen
+    assert job.view().state == "stopping"
+    assert job.wait(10)
+    s = job.view()
+    assert s.state == "stopped" and not psutil.pid_exists(job.pid)
+    assert load_run(s.run_dir).state == "stopped"
+
+
 # ============================================================================================
 # Persistence
 # ============================================================================================

@@ -159,11 +159,11 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
     assert not at.exception, at.exception
     assert at.get("progress")[-1].proto.text.startswith("Running: epoch")
 
-    t0 = time.perf_counter()
     button(at, "Stop").click().run()
-    assert time.perf_counter() - t0 < 5.0  # the stop itself is bounded by 1 s (test_faults measures it)
     assert not at.exception, at.exception
-    assert job.view().state == "stopped"
+    assert job.view().state in ("stopping", "stopped")  # the click does not wait for the worker
+    wait_for(lambda: job.view().state == "stopped", timeout=10)  # bounded by 1 s (test_faults measures it)
+    at.run()
     assert not button(at, "Start").disabled and button(at, "Stop").disabled
     assert any("stopped by the user" in w.value for w in at.warning)
     runs, _ = list_runs(models)
@@ -266,7 +266,7 @@ def test_every_running_job_can_be_stopped_from_another_tab(models):
     assert any("Also training now: 1 run" in e.label for e in at.expander)
     next(b for b in at.button if b.key == f"stop_{other.id}").click().run()
     assert not at.exception, at.exception
-    assert other.view().state == "stopped"
+    wait_for(lambda: other.view().state == "stopped", timeout=10)
 
 
 @pytest.mark.slow
@@ -274,13 +274,14 @@ def test_compare_trains_the_preset_side_by_side_queued_beyond_the_limit(models, 
     monkeypatch.setenv("HCL_MAX_JOBS", "2")
     st.cache_resource.clear()
     at = open_page({**TINY_LINK, "epochs": "1"})
-    assert at.selectbox(key="cmp_preset").value == "Four losses"
+    assert at.selectbox(key="cmp_preset").value == "SimCLR vs HCL (β 1 and 4) vs H-SCL"  # the classroom's one
     next(b for b in at.button if "Train 4 runs side by side" in b.label).click().run()
     assert not at.exception, at.exception
     from ui.comparison import job_queue
 
     tickets = job_queue().tickets(at.session_state["comparison"])
-    assert [t.config.loss for t in tickets] == ["info_nce", "hcl", "supcon", "hard_supcon"]
+    assert [t.config.loss for t in tickets] == ["info_nce", "hcl", "hcl", "hard_supcon"]
+    assert [t.config.beta for t in tickets[1:]] == [1.0, 4.0, 1.0]
     most = 0
 
     def all_done() -> bool:
@@ -317,7 +318,7 @@ def test_pause_holds_the_shown_run_step_trains_one_more_and_resume_goes_on(model
     button(at, "Resume").click().run()
     wait_for(lambda: job.view().step > held + 3, timeout=30)
     button(at, "Stop").click().run()
-    assert job.view().state == "stopped"
+    wait_for(lambda: job.view().state == "stopped", timeout=10)
 
 
 def test_a_data_folder_from_a_link_is_shown_and_used_only_after_a_click(models, tmp_path):

@@ -339,7 +339,8 @@ def test_a_reloaded_tab_shows_its_own_job_and_any_tab_can_stop_the_others(tmp_pa
         assert len(stop) == 1, [b.key for b in reloaded.button]
         stop[0].click().run()
         assert not reloaded.exception, reloaded.exception
-        assert second.view().state == "stopped" and first.active
+        _until(lambda: second.view().state == "stopped")
+        assert first.active
         assert [i.token for i in ui.job_manager().active()] == [first.token]
     finally:
         ui.job_manager().shutdown()
