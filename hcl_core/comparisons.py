@@ -32,12 +32,12 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("Four losses", "SimCLR, HCL, SupCon and H-SCL at the β of the controls: unsupervised vs "
-               "supervised, with and without hard negatives.",
-               (("info_nce", None), ("hcl", None), ("supcon", None), ("hard_supcon", None))),
         Preset("SimCLR vs HCL (β 1 and 4) vs H-SCL", "Does more hardness help, and does label information "
                "remove the false negatives HCL tilts towards?",
                (("info_nce", None), ("hcl", 1.0), ("hcl", 4.0), ("hard_supcon", 1.0))),
+        Preset("Four losses", "SimCLR, HCL, SupCon and H-SCL at the β of the controls: unsupervised vs "
+               "supervised, with and without hard negatives.",
+               (("info_nce", None), ("hcl", None), ("supcon", None), ("hard_supcon", None))),
         Preset("HCL over β", "HCL at β = 0, 0.5, 1, 2, 4, 8: the papers' rise-then-fall of accuracy with β.",
                tuple(("hcl", b) for b in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0))),
         Preset("H-SCL over β", "H-SCL at β = 0, 0.5, 1, 2, 4, 8 (β = 0 is SCL without same-class negatives).",
