@@ -41,6 +41,10 @@ DEFAULT_RUNS = 3
 MAX_RUNS = 8
 KEY = "cmp_runs"
 SAVED = "cmp_runs_saved"  # a plain key: Streamlit drops a widget's key while another page is open
+WRITTEN = "cmp_runs_written"  # the ?runs= the page wrote last, to tell a followed link from its own
+TABLE_FORMAT = {h: st.column_config.NumberColumn(format="%.1f" if h in ("eff. negatives", "train s") else "%.3f")
+                for h in (*FINAL_METRICS.values(), "train s")} | {
+    h: st.column_config.NumberColumn(format="%g") for h in ("β", "τ", "τ⁺")}
 #: Shown right after the run's name: what tells runs apart (the CSV keeps the table's own order).
 SETTINGS_FIRST = ("run", "β", "τ", "τ⁺", "seed")
 CURVES = ("linear_probe_acc", "few_shot_probe_acc", "knn_acc", "alignment", "uniformity")
@@ -57,11 +61,15 @@ def pick_runs(runs: list[Run]) -> list[Run]:
     so a link opens the same comparison, and survives reruns (session state)."""
     by_path = {str(r.path): r for r in runs}
     labels = run_labels(runs)
+    path_of = {r.run_id: str(r.path) for r in runs}
+    linked = [path_of[i] for i in st.query_params.get("runs", "").split(",") if i in path_of][:MAX_RUNS]
     if KEY not in st.session_state:
-        path_of = {r.run_id: str(r.path) for r in runs}
-        linked = [path_of[i] for i in st.query_params.get("runs", "").split(",") if i in path_of]
         default = [str(r.path) for r in default_comparison(runs, DEFAULT_RUNS)]
-        st.session_state[KEY] = linked[:MAX_RUNS] or st.session_state.get(SAVED, default)
+        st.session_state[KEY] = linked or st.session_state.get(SAVED, default)
+    elif linked and st.query_params.get("runs") != st.session_state.get(WRITTEN):
+        # Not the ?runs= this page wrote last: a link just followed in this session (the one-click
+        # comparison's), which wins over the earlier selection.
+        st.session_state[KEY] = linked
     st.session_state[KEY] = [p for p in st.session_state[KEY] if p in by_path]  # forget deleted runs
     chosen = st.multiselect("Runs to compare", list(by_path), key=KEY, max_selections=MAX_RUNS,
                             format_func=lambda p: labels[by_path[p].run_id],
@@ -69,7 +77,7 @@ def pick_runs(runs: list[Run]) -> list[Run]:
                             help="Newest first. Defaults to one finished run per loss (SimCLR, HCL, H-SCL first), "
                                  "all of the newest run's data set and seed.")
     st.session_state[SAVED] = chosen
-    st.query_params["runs"] = ",".join(by_path[p].run_id for p in chosen)
+    st.query_params["runs"] = st.session_state[WRITTEN] = ",".join(by_path[p].run_id for p in chosen)
     return [by_path[p] for p in chosen]
 
 
@@ -86,15 +94,28 @@ def shared_raw_baseline(entries: list[TableEntry], metric: str) -> dict[str, flo
     return {name: (entries[0].baseline.get("raw") or {}).get(metric)}
 
 
-def table_view(rows: list[dict[str, Any]]):
-    """The table as shown: settings next to the name, fixed decimals, and blank cells where a row has
-    no value (a baseline has no β; Streamlit would print a grey "None")."""
+def table_view(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The table as shown: the settings that tell runs apart right after the run's name."""
     df = pd.DataFrame(rows)
-    df = df[[c for c in SETTINGS_FIRST if c in df] + [c for c in df if c not in SETTINGS_FIRST]]
-    formats = {h: "{:.1f}" if h in ("eff. negatives", "train s") else "{:.3f}"
-               for h in (*FINAL_METRICS.values(), "train s") if h in df}
-    formats |= {h: "{:g}" for h in ("β", "τ", "τ⁺") if h in df} | {h: "{:.0f}" for h in ("seed", "epoch") if h in df}
-    return df.style.format(na_rep="").format(formats, na_rep="")
+    return df[[c for c in SETTINGS_FIRST if c in df] + [c for c in df if c not in SETTINGS_FIRST]]
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def curve_figures(stamps: tuple, labels: tuple, colors: tuple, raw_lines: tuple, *, _hists: list[RunHistory]) -> dict:
+    """The loss and per-metric curves of the chosen runs, built once per set of metrics files
+    (``stamps``): switching back to Compare, or a rerun for the table, rebuilds nothing. The
+    figures are shared between sessions and never changed after this."""
+    curves = {"loss": loss_figure(
+        [Series(lab, h.steps, h.losses, col) for lab, h, col in zip(labels, _hists, colors, strict=True)])}
+    raw = dict(raw_lines)
+    for metric in CURVES:
+        series = [Series(lab, [e["epoch"] for e in h.evals if metric in e],
+                         [e[metric] for e in h.evals if metric in e], col)
+                  for lab, h, col in zip(labels, _hists, colors, strict=True)]
+        curves[metric] = metric_figure(series, metric)
+        if metric in raw:
+            add_baselines(curves[metric], dict(raw[metric]))
+    return curves
 
 
 def chart(fig, key: str) -> None:
@@ -142,22 +163,16 @@ def runs_section() -> None:
 
     st.subheader("Final metrics")
     rows = metrics_table(entries)
-    st.dataframe(table_view(rows), hide_index=True, key="cmp_table",
-                 column_config={"run": st.column_config.Column(pinned=True)})
+    st.dataframe(table_view(rows), hide_index=True, key="cmp_table", placeholder="",  # a baseline has no β: blank
+                 column_config={"run": st.column_config.Column(pinned=True), **TABLE_FORMAT})
     st.caption("Accuracies on the held-out test split at the last evaluated epoch (never the best epoch). "
                "Baselines: *raw pixels* (images) or *raw inputs* (vectors, signals) is the same probe on the "
                "flattened inputs; *random-init encoder* is the "
                "untrained network (epoch 0). Alignment and uniformity: lower is better.")
 
-    curves = {"loss": loss_figure(
-        [Series(lab, h.steps, h.losses, col) for lab, h, col in zip(labels, hists, colors, strict=True)])}
-    for metric in CURVES:
-        series = [Series(lab, [e["epoch"] for e in h.evals if metric in e],
-                         [e[metric] for e in h.evals if metric in e], col)
-                  for lab, h, col in zip(labels, hists, colors, strict=True)]
-        curves[metric] = metric_figure(series, metric)
-        if metric in PROBE_METRICS:
-            add_baselines(curves[metric], shared_raw_baseline(entries, metric))
+    raw_lines = tuple((m, tuple(shared_raw_baseline(entries, m).items())) for m in PROBE_METRICS)
+    curves = curve_figures(tuple((str(r.path), r.metrics_stamp()) for r in chosen), tuple(labels), tuple(colors),
+                           raw_lines, _hists=hists)
     embeddings = embeddings_figure(chosen, labels)
     figures = {fig.layout.title.text: fig for fig in curves.values()}
     if embeddings is not None:

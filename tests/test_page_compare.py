@@ -8,7 +8,6 @@ import json
 import zipfile
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from page_runs import clear_caches
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
@@ -61,11 +60,8 @@ def test_default_runs_curves_table_embeddings(tiny_models):
     assert list(table["run"]) == ["UCL / SimCLR", "HCL β=1", "H-SCL β=1", "raw pixels (digits)",
                                   "random-init encoder (digits)"]
     assert list(table.columns[:5]) == ["run", "β", "τ", "τ⁺", "seed"]  # what tells runs apart, first
-    shown = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_pandas()
-    cells = set(shown.astype(str).to_numpy().ravel())
-    assert "None" not in cells and "nan" not in cells
-    assert shown.iloc[3]["β"] == "" and shown.iloc[1]["β"] == "1" and shown.iloc[0]["kNN"].count(".") == 1
-    assert len(shown.iloc[0]["kNN"].split(".")[1]) == 3  # three decimals
+    assert at.dataframe[0].proto.placeholder == ""  # missing values blank, not a grey "None"
+    assert '"%.3f"' in json.dumps(json.loads(at.dataframe[0].proto.columns)["kNN"])  # three decimals
     figs = charts(at)
     titles = [f["layout"]["title"]["text"] for f in figs[:-1]]
     assert titles == ["Training loss", "linear probe (all labels)", "few-shot probe (10 labels/class)",
@@ -145,3 +141,17 @@ def test_run_files_refuse_a_bad_bundle_with_a_message(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     assert any("not imported" in e.value and "not a zip file" in e.value for e in at.error)
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+
+
+def test_a_link_followed_in_the_same_session_wins_and_the_users_own_choice_then_sticks(tiny_models):
+    at = run_page()
+    three = [str(tiny_models[k]) for k in ("info_nce", "hcl", "hard_supcon")]
+    assert at.multiselect(key="cmp_runs").value == three
+    at.query_params["runs"] = tiny_models["hcl"].name  # the one-click comparison's page link
+    at.run()
+    assert at.multiselect(key="cmp_runs").value == [str(tiny_models["hcl"])]
+    at.multiselect(key="cmp_runs").set_value([str(tiny_models["hcl"]), str(tiny_models["info_nce"])]).run()
+    at.run()
+    assert at.multiselect(key="cmp_runs").value == [str(tiny_models["hcl"]), str(tiny_models["info_nce"])]
+    assert at.query_params["runs"] in (f"{tiny_models['hcl'].name},{tiny_models['info_nce'].name}",
+                                       [f"{tiny_models['hcl'].name},{tiny_models['info_nce'].name}"])

@@ -14,6 +14,7 @@ from hcl_core.plots.compare import legend_labels, run_colors
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.registry import LOSSES
 from ui import LIVE_REFRESH_S, job_manager
+from ui.navigation import link_to
 
 __all__ = ["comparison_form", "comparison_view", "job_queue", "live_comparison"]
 
@@ -102,9 +103,8 @@ def comparison_view(group: str) -> None:
     done = all(s is not None and not s.active for s in states)
     run_ids = [s.run_dir.rsplit("/", 1)[-1] for s in states if s is not None and s.run_dir]
     if done and run_ids:
-        # A relative link to the Compare page with the runs chosen (Compare reads ?runs=).
-        st.markdown(f":material/compare_arrows: [Open these runs side by side in Compare](compare?runs="
-                    f"{','.join(run_ids)})")
+        link_to("pages/compare.py", "Open these runs side by side in Compare", icon=":material/compare_arrows:",
+                query_params={"runs": ",".join(run_ids)})  # Compare reads ?runs=
     elif any(t.waiting for t in tickets) and st.button("Cancel the runs that have not started",
                                                        key=f"cmp_cancel_{group}"):
         job_queue().cancel(group)
