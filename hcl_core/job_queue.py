@@ -5,11 +5,17 @@ waits silently). A comparison of four losses is different: the user asked for al
 once, so they start while slots are free and wait their turn beyond, and the page shows each as
 queued, training or done. The queue starts them in the order given, from one background thread,
 as soon as a slot frees.
+
+Runs that train side by side share the machine's cores: each started by the queue gets
+``cores // max_active`` torch threads (unless its config names a number). Left at torch's
+default, every worker starts one thread per core, and on 2 cores two such runs took 1.4x longer
+together than one after the other (BENCHMARKS.md, the classroom comparison).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -85,6 +91,11 @@ class JobQueue:
         self._wake.set()
         self._thread.join(timeout=2.0)
 
+    def threads_per_run(self) -> int:
+        """Torch threads for a run the queue starts: this process's cores shared by ``max_active`` runs."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores // max(1, self.manager.max_active))
+
     def _start_next(self) -> bool:
         """Start the first waiting ticket if a slot is free; True if one started."""
         with self._lock:
@@ -92,7 +103,7 @@ class JobQueue:
         if ticket is None:
             return False
         try:
-            job = self.manager.start(ticket.config)
+            job = self.manager.start(ticket.config, threads=self.threads_per_run())
         except JobLimitError:
             return False
         except Exception as e:  # a run that cannot start must not block the ones behind it

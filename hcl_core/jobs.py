@@ -208,7 +208,7 @@ class Job:
     """One training job: its worker process, the thread reading it, and its state."""
 
     def __init__(self, job_id: int, config: RunConfig, proc: subprocess.Popen, root: Path,
-                 on_end: Callable[[Job], None] | None = None):
+                 on_end: Callable[[Job], None] | None = None, threads: int = 0):
         self.id = job_id
         self.token = secrets.token_urlsafe(8)
         self.config = config
@@ -219,7 +219,7 @@ class Job:
         self._done = threading.Event()
         self._stderr_done = threading.Event()
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
-        request = {"config": config.to_dict(), "root": str(root)}
+        request = {"config": config.to_dict(), "root": str(root), "threads": threads}
         proc.stdin.write(json.dumps(request) + "\n")
         proc.stdin.flush()
         threading.Thread(target=self._read_events, name=f"job-{job_id}-events", daemon=True).start()
@@ -444,8 +444,12 @@ class JobManager:
             except Exception:  # a hook's bug must not end the job's reader thread before _done is set
                 log.exception("after_runs failed for %s", ended)
 
-    def start(self, config: RunConfig) -> Job:
-        """Start a job for ``config``; raises :class:`JobLimitError` when ``max_active`` run."""
+    def start(self, config: RunConfig, *, threads: int = 0) -> Job:
+        """Start a job for ``config``; raises :class:`JobLimitError` when ``max_active`` run.
+
+        ``threads``: torch threads for the worker when the config leaves them at 0 (torch's
+        default); the job queue shares the cores between runs that train side by side.
+        """
         # Check and register under one lock: two sessions pressing Start together must not both
         # pass the check while the workers are being taken.
         with self._start_lock:
@@ -455,7 +459,8 @@ class JobManager:
                     f"{len(active)} runs are already training (the limit is {self.max_active}): "
                     "stop one or wait for it to finish"
                 )
-            job = Job(next(self._ids), config, self._take_worker(), self.root, on_end=self._job_ended)
+            job = Job(next(self._ids), config, self._take_worker(), self.root, on_end=self._job_ended,
+                      threads=threads)
             with self._lock:
                 self._jobs[job.id] = job
         return job

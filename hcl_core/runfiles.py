@@ -325,7 +325,7 @@ def read_status(path: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:
 _ELAPSED = _number(0.0)
 _EVENT_SCHEMAS: dict[str, _Schema] = {
     "start": _Schema({"run_dir": _or_none(_text(4096)), "steps_per_epoch": _whole(), "total_steps": _whole(),
-                      "epochs": _whole(), "device": _text(64), "train_size": _whole()}),
+                      "epochs": _whole(), "device": _text(64), "threads": _whole(), "train_size": _whole()}),
     "step": _Schema({"step": _whole(), "epoch": _whole(), "loss": _number(), "elapsed": _ELAPSED},
                     required=("step", "loss")),
     "epoch": _Schema({"epoch": _whole(), "loss": _number(), "steps_per_s": _number(0.0), "elapsed": _ELAPSED},

@@ -2,7 +2,7 @@
 
 ``train(config, ...)`` emits plain-dict events (also appended to ``metrics.jsonl``):
 
-* ``{"type": "start", "run_dir", "steps_per_epoch", "total_steps", "epochs", "device", "train_size"}``
+* ``{"type": "start", "run_dir", "steps_per_epoch", "total_steps", "epochs", "device", "threads", "train_size"}``
 * ``{"type": "step", "step", "epoch", "loss", "elapsed"}``      every optimisation step
 * ``{"type": "epoch", "epoch", "loss", "steps_per_s", "elapsed"}``
 * ``{"type": "eval", "epoch", "linear_probe_acc", "few_shot_probe_acc", "knn_acc",
@@ -281,6 +281,7 @@ def train(
             "total_steps": total_steps,
             "epochs": config.epochs,
             "device": str(device),
+            "threads": torch.get_num_threads(),
             "train_size": n,
         }, flush=True)
         baseline["raw"] = raw_baseline(ds)

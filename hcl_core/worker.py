@@ -91,7 +91,7 @@ def main() -> int:
     # error event tells the app. SIGTERM keeps its default (the process ends at once, even inside
     # a long evaluation): the job manager that sent it records the run as stopped.
     try:
-        set_process_threads(config.threads)
+        set_process_threads(config.threads or int(request.get("threads") or 0))  # the config's number wins
         train(config, stop=stop, callback=send, root=request.get("root", "models"))
     except (DataNotFoundError, ValueError) as e:
         send({"type": "error", "message": str(e)})
