@@ -24,6 +24,7 @@ through_app()  # first: a deep link to a fresh server must run through app.py
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+STOP_WAIT_S = 0.5  # how long Stop waits for the worker before the page reruns
 
 
 # ------------------------------------------------------------------------------------------
@@ -250,13 +251,14 @@ def _render(s: JobState) -> None:
 def _refresh_interval(s: JobState) -> float | None:
     """Seconds between live updates: quick until the first loss point, then slow, none once ended.
 
+    Quick again while a stop is under way, so the end shows as soon as the worker is gone.
     Every refresh costs the server and the browser CPU that the training worker then lacks
     (BENCHMARKS.md: how much of the bare loop's speed each interval keeps); the
     quick start keeps the first point on screen within a second of the first step.
     """
     if not s.active:
         return None
-    return FIRST_POINT_REFRESH_S if not s.steps else LIVE_REFRESH_S
+    return FIRST_POINT_REFRESH_S if not s.steps or s.state == "stopping" else LIVE_REFRESH_S
 
 
 def _live(job_id: int) -> None:
@@ -288,8 +290,12 @@ def _start(config: RunConfig) -> None:
 
 def _stop(job_id: int) -> None:
     running = job_manager().get(job_id)
-    if running is not None:  # without waiting: this click's rerun shows "Stopping…", the live view the end
+    if running is not None:
+        # The worker usually ends within a step: wait a little so this click's rerun shows the end;
+        # if it takes longer, the rerun shows "Stopping…" and the quick refresh catches the end
+        # (the 1 s deadline is kept on a thread either way).
         running.stop(timeout=1.0, wait=False)
+        running.wait(STOP_WAIT_S)
 
 
 def _pause_or_resume(job_id: int) -> None:
