@@ -66,18 +66,20 @@ def _choose_loss(user: User, loss: str) -> None:
 
 
 def _move_beta(user: User, beta: float) -> None:
-    """β's slider moved to ``beta``: one interaction (a drag), driven here by the keyboard."""
+    """β's slider moved to ``beta``: one interaction (a drag), driven here by the keyboard until the
+    slider holds the value (key presses that arrive during a rerun can be lost)."""
     thumb = user.page.locator('[data-testid="stSidebar"] [data-testid="stSlider"] input[type="range"]'
                               '[aria-label^="Hardness"]').first
     now = float(thumb.get_attribute("value"))
     if abs(now - beta) < 1e-9:
         return
-    thumb.focus()
-    key = "ArrowRight" if beta > now else "ArrowLeft"
-    for _ in range(round(abs(beta - now) / 0.1)):
-        user.page.keyboard.press(key)
     user.interactions += 1
-    user.settle()
+    while abs(now - beta) > 1e-9:
+        thumb.focus()
+        for _ in range(round(abs(beta - now) / 0.1)):
+            user.page.keyboard.press("ArrowRight" if beta > now else "ArrowLeft")
+        user.settle()
+        now = float(thumb.get_attribute("value"))
 
 
 def _wait_finished(user: User) -> None:
@@ -92,7 +94,12 @@ def _compare_drawn(page: Any) -> None:
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stMain\"] .js-plotly-plot').length >= 6"
                            " && document.querySelector('[data-testid=\"stDataFrame\"]')",
                            timeout=TIMEOUT_S * 1000, polling=200)
-    bh.wait_for_app(page, TIMEOUT_S)
+    page.wait_for_function(  # the script has not run for a second: its last rerun is on screen
+        """() => { const a = document.querySelector('[data-testid="stApp"]');
+                   const now = performance.now();
+                   if (window.__hclQuiet === undefined || !a
+                       || a.getAttribute('data-test-script-state') !== 'notRunning') window.__hclQuiet = now;
+                   return now - window.__hclQuiet > 1000; }""", timeout=TIMEOUT_S * 1000, polling=100)
 
 
 def _open_compare(user: User) -> None:
