@@ -60,7 +60,11 @@ def _linked_root_prompt(sb) -> None:
 
 
 def _set_controls(config: RunConfig) -> None:
-    for name, value in config.to_dict().items():
+    """The controls show ``config``; a parameter its loss does not read keeps its given value (or
+    the default), so a link to SimCLR followed by a switch to HCL shows β = 1, τ⁺ = 0.1, not the 0
+    a loss without them is normalised to."""
+    for name in FIELDS:
+        value = config.given(name)
         st.session_state[KEY + name] = "" if value is None and FIELDS[name].type is str else value
 
 

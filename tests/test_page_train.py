@@ -337,3 +337,13 @@ def test_the_glossary_explains_the_words_the_pages_use(models):
     for term in ("τ⁺ (class prior)", "clamp binds", "alignment", "effective negatives", "nats", "backbone"):
         assert term in shown
     assert "not bad news" in shown  # why a rising alignment is fine
+
+
+def test_a_link_to_a_loss_without_beta_then_hcl_shows_the_default_beta_and_class_prior(models):
+    at = open_page({"loss": "info_nce"})
+    at.selectbox(key="cfg_loss").set_value("hcl").run()
+    assert not at.exception, at.exception
+    assert at.session_state["cfg_beta"] == 1.0 and at.session_state["cfg_tau_plus"] == 0.1
+    linked = open_page({"loss": "info_nce", "beta": "3"})  # a β the link gives is kept for later
+    linked.selectbox(key="cfg_loss").set_value("hcl").run()
+    assert linked.session_state["cfg_beta"] == 3.0
