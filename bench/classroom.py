@@ -53,33 +53,44 @@ class User:
 
     def settle(self) -> None:
         bh.wait_for_app(self.page, TIMEOUT_S)
+        _quiet(self.page)
 
 
 def _choose_loss(user: User, loss: str) -> None:
     page, label = user.page, LOSSES[loss].label  # as the menu shows it
     box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]', has_text="Loss").first
-    if box.locator("input").first.input_value() == label or box.inner_text().split("\n")[-1].strip() == label:
+    chosen = box.locator("input").first  # a selectbox shows its choice as its input's value
+    if chosen.input_value() == label:
         return
     user.click(box)
     user.click(page.get_by_role("option", name=label, exact=True).first)
     user.settle()
+    if chosen.input_value() != label:
+        raise RuntimeError(f"the Loss menu did not take {label!r}")
+
+
+def _page_beta(page: Any) -> float:
+    """β as the page holds it: the page writes its configuration into the URL (β = 1 is the default,
+    left out); the slider's own value can run ahead of what the server has taken."""
+    from urllib.parse import parse_qs, urlparse
+
+    return float(parse_qs(urlparse(page.url).query).get("beta", ["1.0"])[0])
 
 
 def _move_beta(user: User, beta: float) -> None:
     """β's slider moved to ``beta``: one interaction (a drag), driven here by the keyboard until the
-    slider holds the value (key presses that arrive during a rerun can be lost)."""
+    page holds the value (key presses that arrive during a rerun can be lost)."""
     thumb = user.page.locator('[data-testid="stSidebar"] [data-testid="stSlider"] input[type="range"]'
                               '[aria-label^="Hardness"]').first
-    now = float(thumb.get_attribute("value"))
+    now = _page_beta(user.page)
     if abs(now - beta) < 1e-9:
         return
     user.interactions += 1
     while abs(now - beta) > 1e-9:
         thumb.focus()
-        for _ in range(round(abs(beta - now) / 0.1)):
-            user.page.keyboard.press("ArrowRight" if beta > now else "ArrowLeft")
+        user.page.keyboard.press("ArrowRight" if beta > now else "ArrowLeft")
         user.settle()
-        now = float(thumb.get_attribute("value"))
+        now = _page_beta(user.page)
 
 
 def _wait_finished(user: User) -> None:
@@ -88,18 +99,25 @@ def _wait_finished(user: User) -> None:
         " return p && /^Finished/.test(p.innerText.trim()); }", timeout=TIMEOUT_S * 1000, polling=250)
 
 
+def _quiet(page: Any) -> None:
+    """Until the script has not run for a second: its last rerun is on screen, and a click now is
+    not lost to a rerun already under way (a user waits for the page too)."""
+    page.evaluate("() => { window.__hclQuiet = undefined; }")
+    page.wait_for_function(
+        """() => { const a = document.querySelector('[data-testid="stApp"]');
+                   const now = performance.now();
+                   if (window.__hclQuiet === undefined || !a
+                       || a.getAttribute('data-test-script-state') !== 'notRunning') window.__hclQuiet = now;
+                   return now - window.__hclQuiet > 1000; }""", timeout=TIMEOUT_S * 1000, polling=100)
+
+
 def _compare_drawn(page: Any) -> None:
     """Until Compare shows its table and its charts (the runs side by side)."""
     page.wait_for_selector('[data-testid="stMultiSelect"]', timeout=TIMEOUT_S * 1000)
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stMain\"] .js-plotly-plot').length >= 6"
                            " && document.querySelector('[data-testid=\"stDataFrame\"]')",
                            timeout=TIMEOUT_S * 1000, polling=200)
-    page.wait_for_function(  # the script has not run for a second: its last rerun is on screen
-        """() => { const a = document.querySelector('[data-testid="stApp"]');
-                   const now = performance.now();
-                   if (window.__hclQuiet === undefined || !a
-                       || a.getAttribute('data-test-script-state') !== 'notRunning') window.__hclQuiet = now;
-                   return now - window.__hclQuiet > 1000; }""", timeout=TIMEOUT_S * 1000, polling=100)
+    _quiet(page)
 
 
 def _open_compare(user: User) -> None:
@@ -122,6 +140,7 @@ def one_at_a_time(user: User) -> None:
             "[data-testid=\"stProgress\"]') || {innerText: ''}).innerText.trim())",
             timeout=TIMEOUT_S * 1000, polling=100)
         _wait_finished(user)
+        user.settle()  # the page reruns once when a run ends
     _open_compare(user)
     while _runs_chosen(user.page) < 4:  # the default is one run per loss: add the missing HCL run
         user.click(user.page.locator('[data-testid="stMultiSelect"]').first.locator("input").first)
