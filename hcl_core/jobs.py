@@ -429,9 +429,10 @@ class JobManager:
         came straight out of the training (bench/: the app kept less of the bare loop's speed);
         laying out a run's embeddings would cost the same.
         """
+        run_dir = job.view().run_dir
         with self._lock:
-            if job.view().run_dir:
-                self._ended.append(job.view().run_dir)
+            if run_dir:
+                self._ended.append(run_dir)
         if any(j.active for j in self.jobs()):
             return
         if self.warm:

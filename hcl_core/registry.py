@@ -27,6 +27,7 @@ __all__ = [
     "dataset_spec",
     "loss_spec",
     "metric_spec",
+    "raw_name",
 ]
 
 #: The loss hyper-parameters a loss may read; each is a ``RunConfig`` field.
@@ -234,6 +235,12 @@ class DatasetSpec:
     def raw_name(self) -> str:
         """What the raw-input baseline is called: pixels for images, inputs for vectors and signals."""
         return "raw pixels" if self.is_image else "raw inputs"
+
+
+def raw_name(dataset: str) -> str:
+    """The raw-input baseline's name for ``dataset``; "raw inputs" for a data set not registered here
+    (a run written by another version)."""
+    return DATASETS[dataset].raw_name if dataset in DATASETS else "raw inputs"
 
 
 DATASETS: dict[str, DatasetSpec] = {

@@ -20,9 +20,10 @@ import numpy as np
 from .projection import ProjectionService, layout_key
 from .store import Run, RunFileError, load_run
 
-__all__ = ["Snapshots", "lay_out_ahead", "read_snapshots", "umap_chain", "umap_key"]
+__all__ = ["UNREADABLE", "Snapshots", "lay_out_ahead", "read_snapshots", "umap_chain", "umap_key"]
 
-_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+#: What reading a run's array files can raise when a file is missing, cut short or corrupt.
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 log = logging.getLogger(__name__)
 
 
@@ -52,11 +53,11 @@ def read_snapshots(run: Run, load: Callable[[Run, int], dict] | None = None) -> 
             if feats.ndim != 2 or len(feats) != len(labels) or len(feats) < 3:
                 raise ValueError(f"features of shape {feats.shape} for {len(labels)} labels")
             if out.labels is not None and not np.array_equal(labels, out.labels):
-                raise ValueError("its labels differ from the other snapshots'")
+                raise ValueError("it holds other samples than the other snapshots")
             if not np.isfinite(feats).all():
                 raise ValueError("the features contain NaN or infinity (the training diverged)")
             stamp.append((epoch, run.snapshot_stamp(epoch)))
-        except _UNREADABLE as e:
+        except UNREADABLE as e:
             out.problems.append(f"The snapshot of epoch {epoch} is left out: {e or type(e).__name__}.")
             continue
         out.epochs.append(epoch)
@@ -83,7 +84,7 @@ def lay_out_ahead(service: ProjectionService, run_dir: str | os.PathLike) -> int
     try:
         run = load_run(run_dir)
         snaps = read_snapshots(run)
-    except (RunFileError, *_UNREADABLE) as e:
+    except (RunFileError, *UNREADABLE) as e:
         log.warning("UMAP ahead of time: %s is skipped (%s)", run_dir, e)
         return 0
     return service.request_chain(umap_chain(run, snaps)) if snaps.epochs else 0

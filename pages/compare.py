@@ -26,7 +26,7 @@ from hcl_core.analysis.compare import (
 from hcl_core.plots.compare import add_baselines, embeddings_grid_figure, figures_html, legend_labels, run_colors
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
-from hcl_core.registry import DATASETS
+from hcl_core.registry import raw_name
 from hcl_core.store import Run, RunFileError, RunHistory
 from ui import all_runs, load_snapshot, run_history, run_labels
 from ui.figures import figure_downloads
@@ -90,8 +90,7 @@ def shared_raw_baseline(entries: list[TableEntry], metric: str) -> dict[str, flo
     """The raw-input line of a probe chart, when all runs share one data set (else no line)."""
     if len({e.config.dataset for e in entries}) != 1:
         return {}
-    name = DATASETS[entries[0].config.dataset].raw_name if entries[0].config.dataset in DATASETS else "raw inputs"
-    return {name: (entries[0].baseline.get("raw") or {}).get(metric)}
+    return {raw_name(entries[0].config.dataset): (entries[0].baseline.get("raw") or {}).get(metric)}
 
 
 def table_view(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -10,7 +10,6 @@ points do not jump when the animation plays.
 from __future__ import annotations
 
 import time
-import zipfile
 from dataclasses import dataclass
 from functools import partial
 
@@ -20,7 +19,7 @@ import streamlit as st
 from hcl_core.analysis.neighbours import Neighbours, neighbours
 from hcl_core.plots.embeddings import Highlight, embedding_figure, hover_texts, layout_ranges, thumbnail
 from hcl_core.projection import align_layout, pca_2d
-from hcl_core.snapshots import Snapshots, read_snapshots, umap_chain, umap_key
+from hcl_core.snapshots import UNREADABLE, Snapshots, read_snapshots, umap_chain, umap_key
 from hcl_core.store import Run, load_run
 from ui import LIVE_REFRESH_S, load_eval_inputs, load_snapshot, pick_run
 from ui.glossary import glossary
@@ -33,7 +32,6 @@ K = 8  # neighbours and hardest negatives shown for a chosen sample
 POLL_S = 0.5  # how often the page checks whether UMAP is ready
 FRAME_S = 0.6  # seconds per epoch while Play runs (the chart's own animation used the same)
 PLAY_TICK_S = 0.2  # how often Play checks whether the frame is over: a frame's rerun counts in its time
-_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -144,7 +142,7 @@ def read_subset(run: Run, labels: np.ndarray) -> Subset:
         data = load_eval_inputs(run)
         if len(data["inputs"]) != n or len(data["indices"]) != n:
             raise ValueError(f"{len(data['inputs'])} inputs for {n} samples")
-    except _UNREADABLE:
+    except UNREADABLE:
         return Subset(labels, np.arange(n), None, run.class_names(k, ()))
     return Subset(labels, data["indices"], data["inputs"], run.class_names(k, data.get("class_names", ())))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import RunConfig
-from ..registry import DATASETS, METRICS, PROBES
+from ..registry import METRICS, PROBES, raw_name
 
 __all__ = ["DEFAULT_LOSS_ORDER", "FINAL_METRICS", "TableEntry", "default_comparison", "metrics_table", "table_csv"]
 
@@ -91,8 +91,8 @@ def metrics_table(entries: Sequence[TableEntry]) -> list[dict[str, Any]]:
         })
         row["run id"] = e.run_id
         rows.append(row)
-        raw_name = DATASETS[c.dataset].raw_name if c.dataset in DATASETS else "raw inputs"
-        for kind, name in (("raw", f"{raw_name} ({c.dataset})"), ("random_init", f"random-init encoder ({c.dataset})")):
+        for kind, name in (("raw", f"{raw_name(c.dataset)} ({c.dataset})"),
+                           ("random_init", f"random-init encoder ({c.dataset})")):
             values = {k: _number(v) for k, v in (e.baseline.get(kind) or {}).items() if k in PROBE_METRICS}
             if not any(v is not None for v in values.values()):
                 continue
