@@ -1375,8 +1375,8 @@ def test_the_chunked_path_never_forms_a_block_taller_than_chunk_rows(name, lab, 
     shapes = []
     real = rows_mod._similarity
 
-    def spy(z, lay, a, b):
-        out = real(z, lay, a, b)
+    def spy(z, lay, a, b, kept=None):
+        out = real(z, lay, a, b, kept)
         shapes.append(tuple(out.shape))
         return out
 
@@ -1390,3 +1390,31 @@ def test_the_chunked_path_never_forms_a_block_taller_than_chunk_rows(name, lab, 
     monkeypatch.setattr(rows_mod, "AUTO_BLOCK_ENTRIES", 40 * 9)  # automatic: 9 rows of 2N = 40
     torch.autograd.grad(_call_chunked(name, z1, z2, labels, None, **kw), (z1, z2))
     assert max(r for r, _ in shapes) == 9
+
+
+@pytest.mark.parametrize("name, lab, kw", CHUNK_CASES)
+def test_a_small_batch_computes_its_similarity_matrix_once_per_step(name, lab, kw, monkeypatch):
+    """Below KEEP_S_ENTRIES, S is one product kept from the forward to the backward pass (the other
+    uses copy it), with the same values and gradients as a batch cut into blocks."""
+    import hcl_core.loss_rows as rows_mod
+
+    products = []
+    real = rows_mod._similarity
+
+    def spy(z, lay, a, b, kept=None):
+        products.append(kept is None)
+        return real(z, lay, a, b, kept)
+
+    monkeypatch.setattr(rows_mod, "_similarity", spy)
+    labels = torch.arange(20) % 4 if lab else None
+    z1, z2 = _pair(n=20, d=5, seed=54, requires_grad=True)
+    whole = _call_chunked(name, z1, z2, labels, None, **kw)
+    grads = torch.autograd.grad(whole, (z1, z2))
+    assert products.count(True) == 1 and len(products) >= 3
+    products.clear()
+    cut = _call_chunked(name, z1, z2, labels, 7, **kw)
+    cut_grads = torch.autograd.grad(cut, (z1, z2))
+    assert products.count(True) == len(products) >= 2 * 6  # 6 blocks of 7 rows, forward and backward
+    _close(whole, cut, rtol=1e-12, atol=1e-14)
+    for g, h in zip(grads, cut_grads, strict=True):
+        _close(g, h, rtol=1e-10, atol=1e-14)
