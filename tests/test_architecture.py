@@ -39,3 +39,13 @@ def test_every_core_module_stays_under_the_size_of_one_concern(path):
 def test_the_config_and_the_registries_load_without_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_the_apps_streamlit_config_keeps_the_settings_that_leave_cpu_to_training():
+    """No file watcher (its polling starved the server) and no gc.collect(2) after each rerun
+    (two thirds of the server's CPU during a run): BENCHMARKS.md has the numbers."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+    assert config["runner"]["postScriptGC"] is False

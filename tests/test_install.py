@@ -117,3 +117,4 @@ def test_pip_install_gives_a_package_whose_losses_train_a_foreign_model(tmp_path
     cli = subprocess.run([str(env_dir / "bin" / "hcl"), "list", "--out", str(tmp_path / "no-runs")],
                          capture_output=True, text=True, timeout=120, cwd=elsewhere)
     assert cli.returncode == 0 and "no runs under" in cli.stdout, cli.stderr
+
