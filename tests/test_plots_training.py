@@ -86,3 +86,22 @@ def test_probe_axis_fits_the_values_and_names_raw_inputs_for_non_images():
     assert 0.2 <= low <= 0.3 and 0.42 < high <= 0.6  # not stretched to 1.0
     assert "raw inputs 0.330" in [a.text for a in fig.layout.annotations]
     assert "raw inputs" in fig.layout.title.text
+
+
+def test_the_smoothed_loss_of_a_long_run_is_smoothed_over_every_step_before_thinning():
+    steps = np.arange(1, 6001)
+    losses = np.where(steps % 2 == 0, 1.0, 3.0)  # alternating: any smoothing over k steps shows in the mean
+    fig = loss_figure([Series("HCL", steps, losses, "#000")])
+    raw, smooth = fig.data
+    assert len(smooth.x) <= 1501 and smooth.x[-1] == 6000
+    full = ema(losses, 0.8)
+    np.testing.assert_allclose(smooth.y, full[np.asarray(smooth.x) - 1])
+    np.testing.assert_allclose(raw.y, losses[np.asarray(raw.x) - 1])
+
+
+def test_ema_matches_its_definition_step_by_step():
+    y = np.array([2.0, -1.0, 4.0, 0.5, 3.0])
+    w = 0.7
+    expected = [sum(w ** (t - i) * y[i] for i in range(t + 1)) / sum(w ** (t - i) for i in range(t + 1))
+                for t in range(len(y))]
+    np.testing.assert_allclose(ema(y, w), expected, rtol=1e-12)

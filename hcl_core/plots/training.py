@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -29,38 +30,51 @@ class Series:
     color: str
 
 
+def _thinned(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Indices of every k-th of ``n`` points, the first and last always kept, at most about ``max_points``."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.r_[np.linspace(0, n - 1, max_points).astype(int), n - 1])
+
+
 def thin(x: Sequence[float], y: Sequence[float], max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """Every k-th point (always keeping the last) so long runs plot fast."""
     x, y = np.asarray(x), np.asarray(y)
-    if len(x) <= max_points:
-        return x, y
-    idx = np.unique(np.r_[np.linspace(0, len(x) - 1, max_points).astype(int), len(x) - 1])
+    idx = _thinned(len(x), max_points)
     return x[idx], y[idx]
 
 
 def ema(y: Sequence[float], weight: float) -> np.ndarray:
-    """Exponential moving average, bias-corrected so the start is not pulled towards 0."""
+    """Exponential moving average, bias-corrected so the start is not pulled towards 0:
+
+        ema_t = sum_{i<=t} weight^(t-i) y_i / sum_{i<=t} weight^(t-i),
+
+    which is pandas' ``ewm(alpha=1 - weight, adjust=True).mean()``.
+    """
     y = np.asarray(y, dtype=float)
-    out = np.empty_like(y)
-    acc, norm = 0.0, 0.0
-    for i, v in enumerate(y):
-        acc = weight * acc + (1 - weight) * v
-        norm = weight * norm + (1 - weight)
-        out[i] = acc / norm
-    return out
+    if len(y) == 0 or weight == 0:
+        return y.copy()
+    return pd.Series(y).ewm(alpha=1.0 - weight, adjust=True).mean().to_numpy()
 
 
 def loss_figure(series: Sequence[Series], *, smooth: float = 0.8, height: int = 300) -> go.Figure:
-    """Training loss per step: raw values faint, the smoothed curve on top."""
+    """Training loss per step: raw values faint, the smoothed curve on top.
+
+    The curve is smoothed over every step and then thinned to :data:`MAX_POINTS` for the browser,
+    so the smoothed line of a long run means the same as a short run's (smoothing the thinned
+    points would average over k steps per point).
+    """
     fig = go.Figure()
     for s in series:
         if len(s.y) == 0:
             continue
-        x, y = thin(s.x, s.y)
+        idx = _thinned(len(s.y))
+        x, y = np.asarray(s.x)[idx], np.asarray(s.y, dtype=float)
         few = len(x) < 3  # a line of one or two points is invisible: draw its points
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=s.color, width=1), opacity=0.25,
+        smoothed = y if few else ema(y, smooth)
+        fig.add_trace(go.Scatter(x=x, y=y[idx], mode="lines", line=dict(color=s.color, width=1), opacity=0.25,
                                  name=f"{s.label} (raw)", showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=x, y=y if few else ema(y, smooth), mode="lines+markers" if few else "lines",
+        fig.add_trace(go.Scatter(x=x, y=smoothed[idx], mode="lines+markers" if few else "lines",
                                  line=dict(color=s.color, width=2.5), marker=dict(size=8), name=s.label,
                                  hovertemplate="step %{x}<br>loss %{y:.4f}<extra>" + s.label + "</extra>"))
     return styled(fig, title="Training loss", x="step", y="loss", height=height, legend=len(series) > 1)
