@@ -42,6 +42,9 @@ __all__ = ["ACTIVE_STATES", "Job", "JobInfo", "JobLimitError", "JobManager", "Jo
 ACTIVE_STATES = ("starting", "running", "stopping")
 #: Part of a stop's time budget kept for terminating a worker that did not stop by itself.
 FORCE_MARGIN_S = 0.4
+#: Seconds after the last job ended before the spare worker is warmed and the ended runs are laid
+#: out (both take seconds of CPU): the page showing the end redraws first.
+SETTLE_S = 2.0
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -258,8 +261,7 @@ class Job:
             s.stderr_tail = list(self._stderr)
         if mark is not None:  # before _done: whoever waits for the job finds its files settled
             self._mark_run("stopped", mark)
-        # Before _done: whoever waits for this job finds the manager settled (the next spare
-        # worker already started), not in the middle of it.
+        # Before _done: whoever waits for this job finds it among the manager's ended runs.
         if self._on_end is not None:
             self._on_end(self)
         self._done.set()
@@ -427,7 +429,9 @@ class JobManager:
 
         Not while a job runs: the spare's imports take 5-7 s of CPU, which on a 2-core machine
         came straight out of the training (bench/: the app kept less of the bare loop's speed);
-        laying out a run's embeddings would cost the same.
+        laying out a run's embeddings would cost the same. And not at once either but
+        :data:`SETTLE_S` later: the page that showed the run redraws its end first (Stop
+        answered in 1.1-1.4 s while the spare imported torch beside the rerun).
         """
         run_dir = job.view().run_dir
         with self._lock:
@@ -435,6 +439,13 @@ class JobManager:
                 self._ended.append(run_dir)
         if any(j.active for j in self.jobs()):
             return
+        timer = threading.Timer(SETTLE_S, self._settle)
+        timer.daemon = True
+        timer.start()
+
+    def _settle(self) -> None:
+        if self._closed or any(j.active for j in self.jobs()):
+            return  # a job started meanwhile: its end settles again
         if self.warm:
             self._refill_spare()
         with self._lock:
@@ -442,7 +453,7 @@ class JobManager:
         if ended and self.after_runs is not None:
             try:
                 self.after_runs(ended)
-            except Exception:  # a hook's bug must not end the job's reader thread before _done is set
+            except Exception:  # a hook's bug must not end the timer thread silently
                 log.exception("after_runs failed for %s", ended)
 
     def start(self, config: RunConfig, *, threads: int = 0) -> Job:

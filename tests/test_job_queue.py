@@ -87,6 +87,7 @@ def test_runs_that_ended_are_handed_over_once_nothing_trains(tmp_path):
         assert calls == [], "handed over while another run still trains"
         long.stop(timeout=5)
         assert long.wait(30)
+        assert calls == [], "handed over at once: the page showing the end should redraw first (SETTLE_S)"
         deadline = time.monotonic() + 10
         while not calls and time.monotonic() < deadline:
             time.sleep(0.05)
