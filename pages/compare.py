@@ -123,9 +123,16 @@ def chart(fig, key: str) -> None:
     figure_downloads(fig, key)
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _grid_figure(snapshots: tuple, titles: tuple, *, _layouts: list, _classes: list):
+    """The PCA panels, built once per set of snapshots (``snapshots``: folder, epoch and file stamp
+    of each): the grid was half of a warm rerun's script time. Shared, never changed after this."""
+    return embeddings_grid_figure(_layouts, _classes, list(titles))
+
+
 def embeddings_figure(runs: list[Run], labels: list[str]):
     """PCA of each run's last snapshot, side by side (runs without a readable snapshot are skipped)."""
-    layouts, classes, titles = [], [], []
+    layouts, classes, titles, keys = [], [], [], []
     for run, label in zip(runs, labels, strict=True):
         epochs = run.snapshot_epochs()
         if not epochs:
@@ -138,7 +145,8 @@ def embeddings_figure(runs: list[Run], labels: list[str]):
             continue
         classes.append(snap["labels"])
         titles.append(f"{label} · epoch {epochs[-1]}")
-    return embeddings_grid_figure(layouts, classes, titles) if layouts else None
+        keys.append((str(run.path), epochs[-1], run.snapshot_stamp(epochs[-1])))
+    return _grid_figure(tuple(keys), tuple(titles), _layouts=layouts, _classes=classes) if layouts else None
 
 
 def runs_section() -> None:
