@@ -25,6 +25,7 @@ from typing import Any
 from bench.timing import load_average, median, r3, ratio, system_cpu_seconds
 from bench.train_speed import BareRun, bare_run, events_of, summarise
 from hcl_core.config import RunConfig
+from hcl_core.jobs import SETTLE_S
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 if str(_TESTS) not in sys.path:
@@ -66,7 +67,9 @@ def app_run(server: bh.AppServer, page: Any, config: RunConfig, *, leave_page: b
     that isolates the page's cost from the worker's).
     """
     open_train_page(server, page, config)
-    # A warm page: the spare worker has imported everything and the server is idle.
+    # A warm page: the spare worker (warmed SETTLE_S after the last run ended) has imported
+    # everything and the server is idle.
+    time.sleep(SETTLE_S + 0.5)
     bh.wait_until_idle([server.proc.pid, *server.workers()], quiet_s=1.0, timeout=120)
     before = {p.name for p in server.models_dir.iterdir()}
     server_cpu0 = bh.cpu_seconds(server.proc.pid)
@@ -169,8 +172,10 @@ def _interleave(server, page, config, *, reps, leave_page, bare, env, prestarted
             load = load_average()
             if side == "bare" and bare:
                 page.goto("about:blank")  # nothing refreshes while the bare loop runs
-                # The app warms its next spare worker once a run has ended (5-7 s of imports), and
-                # a prestarted bare run's imports overlapped the app's start-up: wait for both.
+                # The app warms its next spare worker SETTLE_S after a run has ended (5-7 s of
+                # imports), and a prestarted bare run's imports overlapped the app's start-up: wait
+                # for both, or the bare loop would compete with the spare's imports.
+                time.sleep(SETTLE_S + 0.5)
                 bh.wait_until_idle([server.proc.pid, *server.workers()], quiet_s=0.5, timeout=120)
                 if prestarted is not None:
                     res, prestarted = prestarted.finish(), None

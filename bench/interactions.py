@@ -54,6 +54,7 @@ from typing import Any
 from bench.floor_app import write_floor_app
 from bench.timing import median, r3, ratio
 from hcl_core.config import RunConfig
+from hcl_core.jobs import SETTLE_S
 
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 if str(_TESTS) not in sys.path:
@@ -126,6 +127,8 @@ class Side:
             "() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
             " return a && a.getAttribute('data-test-script-state') === 'notRunning'; }",
             timeout=TIMEOUT_S * 1000, polling=100)
+        if workers:  # the app warms its spare worker SETTLE_S after a run ended: wait for it too
+            time.sleep(SETTLE_S + 0.5)
         pids = [self.server.proc.pid, *(self.server.workers() if workers else [])]
         bh.wait_until_idle(pids, quiet_s=quiet_s, timeout=TIMEOUT_S)
 
