@@ -13,7 +13,7 @@ from hcl_core.plots.training import (
     geometry_figure,
     loss_figure,
     probe_figure,
-    thin,
+    thinned,
 )
 
 EVALS = [{"epoch": e, "linear_probe_acc": 0.9 + e / 100, "few_shot_probe_acc": 0.8 + e / 100,
@@ -22,12 +22,13 @@ RAW = {"raw": {"linear_probe_acc": 0.967, "few_shot_probe_acc": 0.884, "knn_acc"
        "random_init": {"linear_probe_acc": 0.95, "few_shot_probe_acc": 0.70, "knn_acc": 0.84}}
 
 
-def test_thin_keeps_the_ends_and_at_most_max_points():
+def test_thinning_keeps_the_ends_and_at_most_max_points():
     x = np.arange(10_000)
-    tx, ty = thin(x, x * 2.0)
+    idx = thinned(len(x))
+    tx, ty = x[idx], (x * 2.0)[idx]
     assert len(tx) <= MAX_POINTS + 1 and tx[0] == 0 and tx[-1] == 9_999 and np.array_equal(ty, tx * 2.0)
     short = np.arange(5)
-    assert np.array_equal(thin(short, short)[0], short)
+    assert np.array_equal(short[thinned(len(short))], short)
 
 
 def test_ema_is_bias_corrected():

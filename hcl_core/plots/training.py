@@ -30,18 +30,12 @@ class Series:
     color: str
 
 
-def _thinned(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
-    """Indices of every k-th of ``n`` points, the first and last always kept, at most about ``max_points``."""
+def thinned(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Indices of every k-th of ``n`` points, the first and last always kept, so long runs plot fast
+    (at most ``max_points + 1``)."""
     if n <= max_points:
         return np.arange(n)
     return np.unique(np.r_[np.linspace(0, n - 1, max_points).astype(int), n - 1])
-
-
-def thin(x: Sequence[float], y: Sequence[float], max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """Every k-th point (always keeping the last) so long runs plot fast."""
-    x, y = np.asarray(x), np.asarray(y)
-    idx = _thinned(len(x), max_points)
-    return x[idx], y[idx]
 
 
 def ema(y: Sequence[float], weight: float) -> np.ndarray:
@@ -51,10 +45,7 @@ def ema(y: Sequence[float], weight: float) -> np.ndarray:
 
     which is pandas' ``ewm(alpha=1 - weight, adjust=True).mean()``.
     """
-    y = np.asarray(y, dtype=float)
-    if len(y) == 0 or weight == 0:
-        return y.copy()
-    return pd.Series(y).ewm(alpha=1.0 - weight, adjust=True).mean().to_numpy()
+    return pd.Series(np.asarray(y, dtype=float)).ewm(alpha=1.0 - weight, adjust=True).mean().to_numpy()
 
 
 def loss_figure(series: Sequence[Series], *, smooth: float = 0.8, height: int = 300) -> go.Figure:
@@ -68,7 +59,7 @@ def loss_figure(series: Sequence[Series], *, smooth: float = 0.8, height: int = 
     for s in series:
         if len(s.y) == 0:
             continue
-        idx = _thinned(len(s.y))
+        idx = thinned(len(s.y))
         x, y = np.asarray(s.x)[idx], np.asarray(s.y, dtype=float)
         few = len(x) < 3  # a line of one or two points is invisible: draw its points
         smoothed = y if few else ema(y, smooth)
