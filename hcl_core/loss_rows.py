@@ -332,15 +332,13 @@ def _row_weights(lay: Layout, rec: Recipe, dtype: torch.dtype) -> Tensor:
 
 def _whole(size: int, chunk_rows: int | None) -> bool:
     """Small enough to keep S between the passes: one block, at most :data:`KEEP_S_ENTRIES` entries."""
-    one_block = size * size <= AUTO_BLOCK_ENTRIES if chunk_rows is None else chunk_rows >= size
-    return one_block and size * size <= KEEP_S_ENTRIES
+    return size * size <= KEEP_S_ENTRIES and next(blocks(size, chunk_rows)) == (0, size)
 
 
 def _forward_all(z: Tensor, lay: Layout, rec: Recipe, chunk_rows: int | None,
                  kept: Tensor | None) -> dict[str, Tensor]:
-    if kept is not None:
-        return forward_rows(z, lay, rec, 0, lay.size, kept)
-    parts = [forward_rows(z, lay, rec, a, b) for a, b in blocks(lay.size, chunk_rows)]
+    """``kept`` (S, one block) is passed to that block; otherwise each block computes its own."""
+    parts = [forward_rows(z, lay, rec, a, b, kept) for a, b in blocks(lay.size, chunk_rows)]
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
