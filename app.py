@@ -7,6 +7,10 @@ maths and training is in ``hcl_core``.
 import streamlit as st
 
 st.set_page_config(page_title="Hardness Explorer", page_icon="🧲", layout="wide")
+# Progress bars jump to each new value instead of gliding there: in the live view, refreshed
+# every 2 s, the glide's repaints cost Chromium more than the rest of the refresh (BENCHMARKS.md),
+# and on a small machine the training worker pays for it.
+st.html("<style>[data-testid='stProgress'] * {transition: none !important}</style>")
 
 pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),

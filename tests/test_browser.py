@@ -73,6 +73,10 @@ def test_train_live_stop_and_every_page(app):
     text = _progress_text(page)
     assert text.startswith("Running: epoch"), text
     assert "step" in text
+    # The bar jumps to each value (app.py): a transition's repaints cost the training worker CPU.
+    glide = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stProgress"] *')]
+                                   .map(e => getComputedStyle(e).transitionDuration)""")
+    assert glide and set(glide) == {"0s"}, glide
 
     click_button(page, "Stop", timeout_s=10)
     # The stopped state: a warning saying so, the progress line says Stopped, Start is back.
