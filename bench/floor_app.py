@@ -6,8 +6,10 @@
 benchmark uses on the real page, each drawing one tiny Plotly chart where the real page draws
 its charts:
 
-* the Train page: ▶ Start / ■ Stop buttons; Start draws a two-point "Training loss" chart, Stop
-  shows "stopped by the user" (the texts the real page's checks look for);
+* the Train page: ▶ Start / ■ Stop buttons; Start draws a two-point "Training loss" chart, the
+  markup the real page draws while a run trains (:func:`hcl_core.plots.live.live_loss_html`,
+  written into the page as a string), Stop shows "stopped by the user" (the texts the real page's
+  checks look for);
 * Embeddings: an "Epoch" select slider over the real run's snapshot epochs and a 3-point
   scatter animated over those epochs, built by :func:`hcl_core.plots.embeddings.embedding_figure`
   (so its ▶ Play has the real frame duration, transition and redraw settings);
@@ -41,8 +43,6 @@ _HEADER = "import streamlit as st\n"
 
 _PAGES = {
     "train": '''
-import plotly.graph_objects as go
-
 st.title({title!r})
 running = st.session_state.get("floor_running", False)
 
@@ -63,8 +63,7 @@ b2.button("■ Stop", disabled=not running, on_click=_stop)
 if st.session_state.get("floor_stopped"):
     st.warning("Run stopped by the user.")
 if running:
-    fig = go.Figure(go.Scatter(x=[1, 2], y=[1.0, 0.9], mode="lines"))
-    st.plotly_chart(fig.update_layout(title="Training loss", height=300), key="floor_loss")
+    st.html({live_loss!r})
 ''',
     "embeddings": '''
 import json
@@ -115,6 +114,9 @@ def write_floor_app(dest: Path, *, epochs: list[int], app_dir: Path = ROOT) -> l
     and animation get as many frames).
     """
     from hcl_core.plots.embeddings import embedding_figure
+    from hcl_core.plots.live import live_loss_html
+
+    live_loss = live_loss_html([1, 2], [1.0, 0.9], label="floor", color="#0072B2")
 
     # The app's navigation, without its warm-up of the app's own services (the floor has none).
     app_py = "\n".join(line for line in (app_dir / "app.py").read_text(encoding="utf-8").splitlines()
@@ -130,7 +132,8 @@ def write_floor_app(dest: Path, *, epochs: list[int], app_dir: Path = ROOT) -> l
         target = dest / path
         target.parent.mkdir(parents=True, exist_ok=True)
         body = _PAGES.get(Path(path).stem, "\nst.title({title!r})\n")
-        target.write_text(_HEADER + body.format(title=title, runs=FLOOR_RUNS), encoding="utf-8")
+        target.write_text(_HEADER + body.format(title=title, runs=FLOOR_RUNS, live_loss=live_loss),
+                          encoding="utf-8")
     folder = (dest / pages[0][0]).parent
     (folder / "epochs.json").write_text(json.dumps(list(epochs)))
     rng = np.random.default_rng(0)

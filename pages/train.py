@@ -9,6 +9,7 @@ from hcl_core.config import FIELDS, ConfigError, RunConfig
 from hcl_core.jobs import JobLimitError, JobState
 from hcl_core.plots import LOSS_COLORS
 from hcl_core.plots.compare import legend_labels
+from hcl_core.plots.live import live_loss_html
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
 from hcl_core.registry import APP_DATASET, DATASETS, LOSSES
 from hcl_core.store import RunFileError, load_run
@@ -237,14 +238,20 @@ def _render(s: JobState) -> None:
     steps, losses = zip(*s.steps, strict=True) if s.steps else ((), ())
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
                                                  bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
-    charts = [("loss_curve", loss_figure([Series(s.config.short_name(), steps, losses, color)])),
-              ("probe_curve", probe)]
+    # A live run's loss chart is plain markup (hcl_core.plots.live): it changes at every refresh,
+    # and redrawing a Plotly figure that often costs the training worker CPU on a small machine.
+    loss = (live_loss_html(steps, losses, label=s.config.short_name(), color=color) if s.active
+            else loss_figure([Series(s.config.short_name(), steps, losses, color)]))
+    charts = [("loss_curve", loss), ("probe_curve", probe)]
     if s.evals:
         charts += [("geometry", geometry)] + ([("clamp", clamp)] if clamp is not None else [])
     stem = s.config.short_name()
     for (key, fig), col in zip(charts, st.columns(2) * 2, strict=False):
         with col:
-            st.plotly_chart(fig, width="stretch", key=key)
+            if isinstance(fig, str):  # the live loss chart
+                st.html(fig)
+            else:
+                st.plotly_chart(fig, width="stretch", key=key)
             if not s.active:  # PNG/SVG of an ended run (a live chart changes every refresh)
                 figure_downloads(fig, f"{stem}-{key}", key=key)
     if s.state == "finished" and s.run_dir:

@@ -66,6 +66,18 @@ _CHART_JS = """
     }
     break;
   }
+  if (out.found) return out;
+  // A live run's loss chart is markup with an SVG image (hcl_core/plots/live.py).
+  for (const box of document.querySelectorAll('.hcl-live-chart')) {
+    const rect = box.getBoundingClientRect();
+    if (rect.width === 0 || rect.height === 0 || box.dataset.chart !== title) continue;
+    out.found = true;
+    out.points = Number(box.dataset.points);
+    out.last_x = box.dataset.lastStep === '' ? null : Number(box.dataset.lastStep);
+    const img = box.querySelector('img.hcl-plot');
+    if (img && img.complete && img.naturalWidth > 0 && out.points > 0) out.paths = 1;
+    break;
+  }
   return out;
 }
 """
@@ -348,7 +360,8 @@ def wait_enabled(page: Any, label: str, timeout_s: float = 30.0) -> Any:
 
 
 def chart_points(page: Any, title: str = "Training loss") -> dict[str, Any]:
-    """``{"found", "points", "paths", "charts"}`` of the Plotly chart titled ``title``."""
+    """``{"found", "points", "paths", "charts", "last_x"}`` of the chart titled ``title``: a Plotly chart, or
+    the live loss chart of a training run (``paths``: drawn lines; ``charts``: Plotly charts seen)."""
     return page.evaluate(_CHART_JS, title)
 
 

@@ -158,6 +158,9 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
     at.run()
     assert not at.exception, at.exception
     assert at.get("progress")[-1].proto.text.startswith("Running: epoch")
+    # While it trains, the loss chart is the live markup, not a Plotly figure (hcl_core.plots.live).
+    assert [h for h in at.get("html") if 'data-chart="Training loss"' in h.proto.body]
+    assert not [c for c in at.get("plotly_chart") if "Training loss" in c.proto.spec]
 
     button(at, "Stop").click().run()
     assert not at.exception, at.exception
@@ -166,6 +169,7 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
     at.run()
     assert not button(at, "Start").disabled and button(at, "Stop").disabled
     assert any("stopped by the user" in w.value for w in at.warning)
+    assert loss_curve(at)["data"] and not [h for h in at.get("html") if "hcl-live-chart" in h.proto.body]
     runs, _ = list_runs(models)
     assert [r.state for r in runs] == ["stopped"]
 
