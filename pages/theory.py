@@ -95,6 +95,22 @@ def negatives(run_path: str, epoch: int, mtime: float, tau: float, beta: float):
     return negatives_curves(snap["z1"], snap["z2"], snap["z_labels"], beta=beta, tau=tau)
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def bound_figures(key: tuple, title: str, *, _c: TheoryCurves) -> dict:
+    """The two bound figures of one set of curves (``key``: what the curves were computed from).
+
+    Built once per snapshot, τ and β range: rebuilding them was most of a page switch's server
+    time (BENCHMARKS.md). Nothing mutates them afterwards.
+    """
+    return {p: bound_figure(_c.variant(p), title=title, height=400) for p in ("partner", "all")}
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def gap_figures(key: tuple, *, _by_epoch: dict) -> dict:
+    """The two over-training figures of one run's snapshots (``key``: epochs, stamps and τ)."""
+    return {p: gap_figure(_by_epoch, positives=p, height=360) for p in ("partner", "all")}
+
+
 run = pick_run("Run", key="theory_run")
 if run is None:
     st.markdown("The page needs a trained run with snapshots; a short one is enough (a few seconds on digits), "
@@ -119,6 +135,8 @@ except _UNREADABLE as e:
     st.stop()
 
 st.markdown(compare_variants(c))
+bounds = bound_figures((str(run.path), epoch, snapshot_mtime(run, epoch), float(tau), betas),
+                       f"{run_label(run)} · epoch {epoch}", _c=c)
 for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), strict=True):
     v = c.variant(positives)
     cross = v.crossings()
@@ -128,8 +146,7 @@ for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), stric
               help=f"β from {betas[0]:g} to {betas[-1]:g}: {', '.join(f'{b:g}' for b in betas)}")
     m2.metric("Verdict changes at", ", ".join(f"β ≈ {b:.2g}" for b in cross[:2]) + (" …" if len(cross) > 2 else "")
               if cross else "nowhere", help="Where H-UCL − H-SCL changes sign (interpolated), in the β range shown.")
-    col.plotly_chart(bound_figure(v, title=f"{run_label(run)} · epoch {epoch}", height=400),
-                     key=f"theory_bound_{positives}",
+    col.plotly_chart(bounds[positives], key=f"theory_bound_{positives}",
                      config={"displaylogo": False,
                              "toImageButtonOptions": {"filename": f"theory-{positives}-{run.run_id}-e{epoch}"}})
     col.markdown(describe(v))
@@ -142,8 +159,10 @@ if len(epochs) > 1:
     try:
         with st.spinner("Evaluating every snapshot…"):
             by_epoch = {e: run_curves(run, e, float(tau), COARSE_BETAS, diagnostics=False) for e in epochs}
+        gaps = gap_figures((str(run.path), tuple((e, snapshot_mtime(run, e)) for e in epochs), float(tau)),
+                           _by_epoch=by_epoch)
         for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), strict=True):
-            col.plotly_chart(gap_figure(by_epoch, positives=positives, height=360), key=f"theory_gap_{positives}",
+            col.plotly_chart(gaps[positives], key=f"theory_gap_{positives}",
                              config={"displaylogo": False})
         st.caption("Each line is one snapshot (darker = later), on a coarse β grid. A random encoder (epoch 0) "
                    "sits near 0: every loss is about log of the number of negatives. Training moves the margin "
