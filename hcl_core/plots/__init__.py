@@ -1,4 +1,5 @@
-"""Plotly figure builders shared by the app and the reports (plotly only, never streamlit).
+"""Figure builders shared by the app and the reports (never streamlit): Plotly figures, and the
+live loss chart as markup (:mod:`.live`, for a chart redrawn every refresh).
 
 Colours are colour-blind safe: classes use Paul Tol's "muted" scheme (10 colours) and, beyond
 ten classes, cycle with distinct marker symbols; losses use the Okabe-Ito palette.
