@@ -5,7 +5,7 @@ builds a figure's whole DOM anew each time, and on two cores that CPU comes out 
 worker (BENCHMARKS.md: the live Plotly chart cost Chromium about 0.07 cores, this chart 0.015).
 A live chart changes before anyone could hover or zoom it, so nothing is lost: once the run has
 ended the page shows the interactive :func:`~hcl_core.plots.training.loss_figure`, and both draw
-the same line (raw values faint, the bias-corrected EMA on top, thinned to the same points).
+the points of :func:`~hcl_core.plots.training.loss_points` (raw values faint, the EMA on top).
 
 The chart is an HTML box of fixed height that fills its column: the plot area is an SVG image
 (a data URI: Streamlit's ``st.html`` keeps ``<img>`` but removes inline ``<svg>``) with a
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .training import MAX_POINTS, ema, thinned
+from .training import loss_points
 
 __all__ = ["VIEW", "live_loss_html", "nice_ticks", "tick_labels"]
 
@@ -103,9 +103,7 @@ def live_loss_html(x: Sequence[float], y: Sequence[float], *, label: str, color:
     if xs.shape != ys.shape:
         raise ValueError(f"x and y must have the same length, got {len(xs)} and {len(ys)}")
     finite = np.isfinite(ys) & np.isfinite(xs)
-    idx = thinned(len(ys), MAX_POINTS)
-    few = len(idx) < 3
-    smoothed = ys if few else ema(np.where(finite, ys, np.nan), smooth)
+    x_drawn, raw, smoothed, few = loss_points(xs, np.where(finite, ys, np.nan), smooth)
     if finite.any():
         lo, hi = float(ys[finite].min()), float(ys[finite].max())
         x0, x1 = float(xs[finite].min()), float(xs[finite].max())
@@ -126,7 +124,7 @@ def live_loss_html(x: Sequence[float], y: Sequence[float], *, label: str, color:
     def to_y(v):
         return (hi - np.asarray(v, dtype=float)) / (hi - lo) * VIEW
 
-    px, raw_py, smooth_py = to_x(xs[idx]), to_y(ys[idx]), to_y(smoothed[idx])
+    px, raw_py, smooth_py = to_x(x_drawn), to_y(raw), to_y(smoothed)
     y_ticks = nice_ticks(lo, hi)
     x_ticks = nice_ticks(x0, x1, integer=True)
     x_ticks = x_ticks[(x_ticks >= x0) & (x_ticks <= x1)]

@@ -48,24 +48,32 @@ def ema(y: Sequence[float], weight: float) -> np.ndarray:
     return pd.Series(np.asarray(y, dtype=float)).ewm(alpha=1.0 - weight, adjust=True).mean().to_numpy()
 
 
-def loss_figure(series: Sequence[Series], *, smooth: float = 0.8, height: int = 300) -> go.Figure:
-    """Training loss per step: raw values faint, the smoothed curve on top.
+def loss_points(x: Sequence[float], y: Sequence[float], smooth: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """What a loss chart draws: ``(x, raw, smoothed, few)`` thinned to :data:`MAX_POINTS`.
 
-    The curve is smoothed over every step and then thinned to :data:`MAX_POINTS` for the browser,
-    so the smoothed line of a long run means the same as a short run's (smoothing the thinned
-    points would average over k steps per point).
+    The curve is smoothed over every step and then thinned, so the smoothed line of a long run
+    means the same as a short run's (smoothing the thinned points would average over k steps per
+    point). ``few``: fewer than three points, drawn unsmoothed and with markers (a line of one
+    or two points is invisible).
     """
+    idx = thinned(len(y))
+    values = np.asarray(y, dtype=float)
+    few = len(idx) < 3
+    smoothed = values if few else ema(values, smooth)
+    return np.asarray(x)[idx], values[idx], smoothed[idx], few
+
+
+def loss_figure(series: Sequence[Series], *, smooth: float = 0.8, height: int = 300) -> go.Figure:
+    """Training loss per step: raw values faint, the smoothed curve on top (:func:`loss_points`)."""
     fig = go.Figure()
     for s in series:
         if len(s.y) == 0:
             continue
-        idx = thinned(len(s.y))
-        x, y = np.asarray(s.x)[idx], np.asarray(s.y, dtype=float)
-        few = len(x) < 3  # a line of one or two points is invisible: draw its points
-        smoothed = y if few else ema(y, smooth)
-        fig.add_trace(go.Scatter(x=x, y=y[idx], mode="lines", line=dict(color=s.color, width=1), opacity=0.25,
+        x, raw, smoothed, few = loss_points(s.x, s.y, smooth)
+        fig.add_trace(go.Scatter(x=x, y=raw, mode="lines", line=dict(color=s.color, width=1), opacity=0.25,
                                  name=f"{s.label} (raw)", showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=x, y=smoothed[idx], mode="lines+markers" if few else "lines",
+        fig.add_trace(go.Scatter(x=x, y=smoothed, mode="lines+markers" if few else "lines",
                                  line=dict(color=s.color, width=2.5), marker=dict(size=8), name=s.label,
                                  hovertemplate="step %{x}<br>loss %{y:.4f}<extra>" + s.label + "</extra>"))
     return styled(fig, title="Training loss", x="step", y="loss", height=height, legend=len(series) > 1)
