@@ -4,12 +4,14 @@
 is such an object that can also hold the run between two steps: paused, the loop waits (the
 worker process then uses no CPU); :meth:`RunControl.step` lets exactly ``n`` more steps through
 and pauses again, as TensorFlow Playground's step button does. A stop always wins, also while
-paused.
+paused. ``on_hold`` (optional) is called just before the loop is held, e.g. to send what the
+run has done so far.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 __all__ = ["RunControl"]
 
@@ -22,6 +24,7 @@ class RunControl:
         self._stop = False
         self._paused = False
         self._credits = 0  # steps allowed through while paused
+        self.on_hold: Callable[[], None] | None = None
 
     def is_set(self) -> bool:
         with self._cond:
@@ -60,8 +63,15 @@ class RunControl:
         With ``timeout`` it returns False after that many seconds still paused (the caller may
         check for other work and wait again).
         """
+        def free() -> bool:
+            return self._stop or not self._paused or self._credits > 0
+
         with self._cond:
-            ok = self._cond.wait_for(lambda: self._stop or not self._paused or self._credits > 0, timeout)
+            holds = not free()
+        if holds and self.on_hold is not None:  # outside the lock: it may take a while
+            self.on_hold()
+        with self._cond:
+            ok = self._cond.wait_for(free, timeout)
             if self._stop or not ok:
                 return False
             if self._paused:
