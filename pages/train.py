@@ -75,11 +75,16 @@ def _keep_hidden_values() -> None:
     Streamlit forgets a widget's value when a run does not draw it: after switching from HCL
     to H-SCL, the hidden τ⁺ would be gone and the configuration incomplete (Start disabled).
     The last drawn values are kept aside and put back before the controls are drawn.
+
+    Each drawn value is also assigned to itself: a value the page set in an earlier run (put back
+    while hidden) then reaches the browser with the widget. Without it, a slider shown again after
+    being hidden displayed its minimum and sent that back with the next click: after a SimCLR run,
+    HCL's β and τ⁺ became 0 at the next Start.
     """
     saved = st.session_state.setdefault("cfg_saved", {})
     for name in FIELDS:
         if KEY + name in st.session_state:
-            saved[name] = st.session_state[KEY + name]
+            saved[name] = st.session_state[KEY + name] = st.session_state[KEY + name]
         elif name in saved:
             st.session_state[KEY + name] = saved[name]
 

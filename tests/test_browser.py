@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from browser_harness import (
@@ -26,6 +27,8 @@ from browser_harness import (
     wait_for_loss_points,
 )
 from playwright.sync_api import expect
+
+from hcl_core.registry import LOSSES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -171,3 +174,57 @@ def test_a_linked_data_folder_needs_a_click_then_download_fetches_mnist_from_a_l
     finally:
         server.close()
     assert sorted(p.name for p in (data / "MNIST" / "raw").iterdir()) == sorted(checksums)
+
+
+def _sidebar_slider(page, label: str):
+    return page.locator('[data-testid="stSidebar"] [data-testid="stSlider"] '
+                        f'input[type="range"][aria-label^="{label}"]')
+
+
+def _choose_loss(page, label: str) -> None:
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]', has_text="Loss").first.click()
+    page.get_by_role("option", name=label, exact=True).first.click()
+    _settle(page)
+
+
+def _settle(page) -> None:
+    """Until the script has not run for a second: the last rerun is on screen and a key press
+    now is not lost to a rerun under way."""
+    page.evaluate("() => { window.__quiet = undefined; }")
+    page.wait_for_function(
+        """() => { const a = document.querySelector('[data-testid="stApp"]'), now = performance.now();
+                   if (window.__quiet === undefined || !a || a.getAttribute('data-test-script-state') !== 'notRunning')
+                       window.__quiet = now;
+                   return now - window.__quiet > 1000; }""", timeout=30_000, polling=100)
+
+
+def _nudge_tau(page, key: str) -> None:
+    _sidebar_slider(page, "Temperature").first.focus()
+    page.keyboard.press(key)
+    _settle(page)
+
+
+def test_hidden_beta_and_tau_plus_come_back_with_their_values_after_a_run_of_a_loss_that_hides_them(app, tmp_path):
+    """A SimCLR run (β and τ⁺ hidden) then HCL: the sliders show 1 and 0.1 again, and the next
+    rerun (here a τ key press, in the classroom a Start) sends those values, not the sliders'
+    minimum 0 (the run after a SimCLR run once trained with β = 0 and τ⁺ = 0)."""
+    _, page = app
+    with AppServer(models_dir=tmp_path) as server:
+        page.goto(server.url + "/?epochs=3", wait_until="load")
+        wait_for_app(page)
+        _settle(page)
+        _choose_loss(page, LOSSES["info_nce"].label)
+        assert _sidebar_slider(page, "Hardness").count() == 0
+        click_button(page, "Start")
+        page.wait_for_function("() => /^Finished/.test((document.querySelector("
+                               "'[data-testid=\"stMain\"] [data-testid=\"stProgress\"]') || {innerText: ''})"
+                               ".innerText.trim())", timeout=120_000, polling=200)
+        _settle(page)
+        _choose_loss(page, LOSSES["hcl"].label)
+        assert float(_sidebar_slider(page, "Hardness").first.input_value()) == 1.0
+        assert float(_sidebar_slider(page, "Class prior").first.input_value()) == 0.1
+        _nudge_tau(page, "ArrowRight")
+        query = parse_qs(urlparse(page.url).query)
+        assert query.get("tau") == ["0.55"], page.url
+        assert "beta" not in query and "tau_plus" not in query, f"β or τ⁺ changed: {page.url}"
+        _assert_no_exception(page, "loss switch after a run")
