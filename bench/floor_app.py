@@ -3,8 +3,8 @@
 :func:`write_floor_app` writes, into a folder of its own, a copy of the real ``app.py`` (the same
 ``st.navigation``: page titles, icons, default page, wide layout), the app's
 ``.streamlit/config.toml``, and one trivial script per page that offers the same controls the
-benchmark uses on the real page, each drawing one tiny Plotly chart where the real page draws
-its charts:
+benchmark uses on the real page, each drawing one tiny chart where the real page draws its
+charts (Plotly, except the Train page's markup):
 
 * the Train page: ▶ Start / ■ Stop buttons; Start draws a two-point "Training loss" chart, the
   markup the real page draws while a run trains (:func:`hcl_core.plots.live.live_loss_html`,
