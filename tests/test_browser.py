@@ -204,27 +204,26 @@ def _nudge_tau(page, key: str) -> None:
     _settle(page)
 
 
-def test_hidden_beta_and_tau_plus_come_back_with_their_values_after_a_run_of_a_loss_that_hides_them(app, tmp_path):
+def test_hidden_beta_and_tau_plus_come_back_with_their_values_after_a_run_of_a_loss_that_hides_them(app):
     """A SimCLR run (β and τ⁺ hidden) then HCL: the sliders show 1 and 0.1 again, and the next
     rerun (here a τ key press, in the classroom a Start) sends those values, not the sliders'
     minimum 0 (the run after a SimCLR run once trained with β = 0 and τ⁺ = 0)."""
-    _, page = app
-    with AppServer(models_dir=tmp_path) as server:
-        page.goto(server.url + "/?epochs=3", wait_until="load")
-        wait_for_app(page)
-        _settle(page)
-        _choose_loss(page, LOSSES["info_nce"].label)
-        assert _sidebar_slider(page, "Hardness").count() == 0
-        click_button(page, "Start")
-        page.wait_for_function("() => /^Finished/.test((document.querySelector("
-                               "'[data-testid=\"stMain\"] [data-testid=\"stProgress\"]') || {innerText: ''})"
-                               ".innerText.trim())", timeout=120_000, polling=200)
-        _settle(page)
-        _choose_loss(page, LOSSES["hcl"].label)
-        assert float(_sidebar_slider(page, "Hardness").first.input_value()) == 1.0
-        assert float(_sidebar_slider(page, "Class prior").first.input_value()) == 0.1
-        _nudge_tau(page, "ArrowRight")
-        query = parse_qs(urlparse(page.url).query)
-        assert query.get("tau") == ["0.55"], page.url
-        assert "beta" not in query and "tau_plus" not in query, f"β or τ⁺ changed: {page.url}"
-        _assert_no_exception(page, "loss switch after a run")
+    server, page = app
+    page.goto(server.url + "/?epochs=3", wait_until="load")
+    wait_for_app(page)
+    _settle(page)
+    _choose_loss(page, LOSSES["info_nce"].label)
+    assert _sidebar_slider(page, "Hardness").count() == 0
+    click_button(page, "Start")
+    page.wait_for_function("() => /^Finished/.test((document.querySelector("
+                           "'[data-testid=\"stMain\"] [data-testid=\"stProgress\"]') || {innerText: ''})"
+                           ".innerText.trim())", timeout=120_000, polling=200)
+    _settle(page)
+    _choose_loss(page, LOSSES["hcl"].label)
+    assert float(_sidebar_slider(page, "Hardness").first.input_value()) == 1.0
+    assert float(_sidebar_slider(page, "Class prior").first.input_value()) == 0.1
+    _nudge_tau(page, "ArrowRight")
+    query = parse_qs(urlparse(page.url).query)
+    assert query.get("tau") == ["0.55"], page.url
+    assert "beta" not in query and "tau_plus" not in query, f"β or τ⁺ changed: {page.url}"
+    _assert_no_exception(page, "loss switch after a run")
