@@ -10,6 +10,7 @@ from hcl_core.jobs import JobLimitError, JobState
 from hcl_core.plots import LOSS_COLORS
 from hcl_core.plots.compare import legend_labels
 from hcl_core.plots.live import live_loss_html
+from hcl_core.plots.markup import figure_html
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
 from hcl_core.registry import APP_DATASET, DATASETS, LOSSES
 from hcl_core.store import RunFileError, load_run
@@ -209,16 +210,18 @@ def _status_line(s: JobState) -> str:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, raw_name: str, *,
+def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, raw_name: str, live: bool, *,
                         _evals: list, _baseline: dict) -> tuple:
     """The probe, geometry and clamp charts; they change only when an evaluation arrives.
 
     Built once per evaluation instead of at every live refresh: the server CPU each build costs
-    comes out of the training on a small machine. Nothing mutates them afterwards.
+    comes out of the training on a small machine. Nothing mutates them afterwards. ``live``: as
+    markup (:func:`~hcl_core.plots.markup.figure_html`), like the live loss chart.
     """
     clamp = clamp_figure(_evals) if _evals and LOSSES[loss].clamp else None
-    return (probe_figure(_evals, _baseline, raw_name=raw_name), geometry_figure(_evals) if _evals else None,
-            clamp)
+    figures = (probe_figure(_evals, _baseline, raw_name=raw_name), geometry_figure(_evals) if _evals else None,
+               clamp)
+    return tuple(figure_html(f) if live and f is not None else f for f in figures)
 
 
 def _render(s: JobState) -> None:
@@ -241,10 +244,11 @@ def _render(s: JobState) -> None:
             col.metric(label, "–")
     color = LOSS_COLORS.get(s.config.loss, "#0072B2")
     steps, losses = zip(*s.steps, strict=True) if s.steps else ((), ())
+    # A live run's charts are plain markup (hcl_core.plots.live and .markup): they change at every
+    # refresh, and redrawing Plotly figures that often costs the training worker CPU on a small machine.
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
-                                                 bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
-    # A live run's loss chart is plain markup (hcl_core.plots.live): it changes at every refresh,
-    # and redrawing a Plotly figure that often costs the training worker CPU on a small machine.
+                                                 bool(s.baseline), raw_name, s.active, _evals=s.evals,
+                                                 _baseline=s.baseline)
     loss = (live_loss_html(steps, losses, label=s.config.short_name(), color=color) if s.active
             else loss_figure([Series(s.config.short_name(), steps, losses, color)]))
     charts = [("loss_curve", loss), ("probe_curve", probe)]
@@ -253,7 +257,7 @@ def _render(s: JobState) -> None:
     stem = s.config.short_name()
     for (key, fig), col in zip(charts, st.columns(2) * 2, strict=False):
         with col:
-            if isinstance(fig, str):  # the live loss chart
+            if isinstance(fig, str):  # a live chart
                 st.html(fig)
             else:
                 st.plotly_chart(fig, width="stretch", key=key)

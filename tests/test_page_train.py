@@ -158,9 +158,13 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
     at.run()
     assert not at.exception, at.exception
     assert at.get("progress")[-1].proto.text.startswith("Running: epoch")
-    # While it trains, the loss chart is the live markup, not a Plotly figure (hcl_core.plots.live).
-    assert [h for h in at.get("html") if 'data-chart="Training loss"' in h.proto.body]
-    assert not [c for c in at.get("plotly_chart") if "Training loss" in c.proto.spec]
+    # While it trains, every chart is markup, none a Plotly figure (hcl_core.plots.live and .markup).
+    live = [h.proto.body for h in at.get("html") if "hcl-live-chart" in h.proto.body]
+    assert [b for b in live if 'data-chart="Training loss"' in b]
+    assert [b for b in live if 'data-chart="Probe accuracy' in b]
+    assert [b for b in live if 'data-chart="Geometry of the projections' in b]  # the epoch-0 evaluation
+    assert [b for b in live if 'data-chart="Anchors where the clamp binds' in b]  # HCL's clamp
+    assert not at.get("plotly_chart")
 
     button(at, "Stop").click().run()
     assert not at.exception, at.exception
@@ -170,6 +174,8 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
     assert not button(at, "Start").disabled and button(at, "Stop").disabled
     assert any("stopped by the user" in w.value for w in at.warning)
     assert loss_curve(at)["data"] and not [h for h in at.get("html") if "hcl-live-chart" in h.proto.body]
+    # loss, probe, geometry and (HCL) the clamp: interactive, with downloads
+    assert [c.key for c in at.get("plotly_chart")] == ["loss_curve", "geometry", "probe_curve", "clamp"]
     runs, _ = list_runs(models)
     assert [r.state for r in runs] == ["stopped"]
 

@@ -11,6 +11,7 @@ from hcl_core.comparisons import PRESETS, comparison_configs
 from hcl_core.config import RunConfig
 from hcl_core.job_queue import JobQueue, Ticket
 from hcl_core.plots.compare import legend_labels, run_colors
+from hcl_core.plots.markup import figure_html
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.registry import LOSSES
 from ui import LIVE_REFRESH_S, job_manager
@@ -97,10 +98,13 @@ def comparison_view(group: str) -> None:
     knn = [Series(lab, [e["epoch"] for e in s.evals if "knn_acc" in e], [e["knn_acc"] for e in s.evals
                                                                           if "knn_acc" in e], col)
            for lab, s, col in zip(labels, states, colors, strict=True) if s is not None and s.evals]
-    left, right = st.columns(2)
-    left.plotly_chart(loss_figure(losses), key=f"cmp_loss_{group}")
-    right.plotly_chart(metric_figure(knn, "knn_acc"), key=f"cmp_knn_{group}")
     done = all(s is not None and not s.active for s in states)
+    left, right = st.columns(2)
+    for col, fig, key in ((left, loss_figure(losses), "loss"), (right, metric_figure(knn, "knn_acc"), "knn")):
+        if done:
+            col.plotly_chart(fig, key=f"cmp_{key}_{group}")
+        else:  # redrawn at every refresh: markup, as the Train page's live charts
+            col.html(figure_html(fig))
     run_ids = [s.run_dir.rsplit("/", 1)[-1] for s in states if s is not None and s.run_dir]
     if done and run_ids:
         link_to("pages/compare.py", "Open these runs side by side in Compare", icon=":material/compare_arrows:",

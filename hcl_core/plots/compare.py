@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from ..config import RunConfig
 from ..registry import LOSSES
-from . import MUTED, RIGHT_LEGEND, class_color, class_symbol, loss_shade, styled
+from . import MUTED, RIGHT_LEGEND, add_hlines, class_color, class_symbol, loss_shade, styled
 
 __all__ = [
     "add_baselines",
@@ -87,11 +87,11 @@ def add_baselines(fig: go.Figure, baselines: Mapping[str, float | None]) -> go.F
     """
     positions = ("bottom right", "top left", "top right", "bottom left")
     shown = [(name, value) for name, value in baselines.items() if value is not None]
-    for i, (name, value) in enumerate(sorted(shown, key=lambda nv: nv[1])):
-        fig.add_hline(y=value, line=dict(color=MUTED, dash="dot", width=1.5),
-                      annotation_text=f"{name} {value:.3f}", annotation_position=positions[i % len(positions)],
-                      annotation_font=dict(size=11, color=MUTED))
-    return fig
+    return add_hlines(fig, [dict(y=value, line=dict(color=MUTED, dash="dot", width=1.5),
+                                 annotation_text=f"{name} {value:.3f}",
+                                 annotation_position=positions[i % len(positions)],
+                                 annotation_font=dict(size=11, color=MUTED))
+                            for i, (name, value) in enumerate(sorted(shown, key=lambda nv: nv[1]))])
 
 
 def embeddings_grid_figure(layouts: Sequence[np.ndarray], labels: Sequence[np.ndarray], titles: Sequence[str], *,

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..theory import NegativesCurves, TheoryCurves
-from . import LOSS_COLORS, MUTED, styled
+from . import LOSS_COLORS, MUTED, add_hlines, styled
 from .sweep import hex_to_rgba
 
 __all__ = ["FAILS_COLOR", "HOLDS_COLOR", "H_SCL_NAMES", "bound_figure", "gap_figure", "negatives_figure"]
@@ -73,7 +73,7 @@ def gap_figure(by_epoch: Mapping[int, TheoryCurves], *, positives: str = "all", 
             line=dict(color=hex_to_rgba(LOSS_COLORS["hard_supcon"], shade), width=1.5 + 1.5 * shade),
             hovertemplate="β = %{x:g}<br>H-UCL − H-SCL = %{y:+.4f}<extra>epoch " + str(epoch) + "</extra>",
         ))
-    fig.add_hline(y=0, line=dict(color=MUTED, width=1.5))
+    add_hlines(fig, [dict(y=0, line=dict(color=MUTED, width=1.5))])
     fig.add_annotation(xref="paper", yref="y", x=0.0, y=0, yshift=10, xanchor="left", showarrow=False,
                        text="above 0: H-SCL ≤ H-UCL holds", font=dict(color=MUTED, size=12))
     return styled(fig, title=f"The margin over training: {H_SCL_NAMES[positives]}", x="hardness β",
@@ -100,7 +100,7 @@ def negatives_figure(nc: NegativesCurves, *, height: int = 380) -> go.Figure:
                           "<br>bound holds in %{customdata[1]:.0%} of sub-batches<extra>" + H_SCL_NAMES[key]
                           + "</extra>",
         ))
-    fig.add_hline(y=0, line=dict(color=MUTED, width=1.5))
+    add_hlines(fig, [dict(y=0, line=dict(color=MUTED, width=1.5))])
     fig.update_xaxes(type="log", tickvals=x)
     return styled(fig, title=f"The margin against the number of negatives (β = {nc.beta:g})",
                   x="negatives per anchor (log scale)", y="H-UCL − H-SCL (nats)", height=height)

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..registry import METRICS
-from . import ACCENT, MUTED, styled
+from . import ACCENT, MUTED, add_hlines, styled
 
 #: Chart titles of the metrics (the registry's labels).
 METRIC_LABELS = {key: m.label for key, m in METRICS.items()}
@@ -89,7 +89,7 @@ def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | Non
     """
     fig = go.Figure()
     epochs = [e["epoch"] for e in evals]
-    raw_lines = []
+    raw_lines, hlines = [], []
     for key, color in _PROBE_COLORS.items():
         ys = [e.get(key) for e in evals]
         if not any(v is not None for v in ys):
@@ -102,13 +102,14 @@ def probe_figure(evals: Sequence[dict[str, Any]], baseline: dict[str, Any] | Non
             raw_lines.append((raw, color))
         random_init = ((baseline or {}).get("random_init") or {}).get(key)
         if random_init is not None:  # also the curve's epoch-0 point: a line shows what training added
-            fig.add_hline(y=random_init, line=dict(color=color, dash="dash", width=1), opacity=0.45)
+            hlines.append(dict(y=random_init, line=dict(color=color, dash="dash", width=1), opacity=0.45))
     # Labels alternate above and below their lines, left and right, so close baselines stay legible.
     places = ("top right", "bottom right", "top left", "bottom left")
     for (raw, color), place in zip(sorted(raw_lines, reverse=True), places, strict=False):
-        fig.add_hline(y=raw, line=dict(color=color, dash="dot", width=1.5), opacity=0.8,
-                      annotation_text=f"{raw_name} {raw:.3f}", annotation_position=place,
-                      annotation_font=dict(size=11, color=color))
+        hlines.append(dict(y=raw, line=dict(color=color, dash="dot", width=1.5), opacity=0.8,
+                           annotation_text=f"{raw_name} {raw:.3f}", annotation_position=place,
+                           annotation_font=dict(size=11, color=color)))
+    add_hlines(fig, hlines)
     fig.update_yaxes(range=_accuracy_range(evals, baseline))
     return styled(fig, title=f"Probe accuracy (dashed = random encoder, dotted = {raw_name})",
                   x="epoch", y="test accuracy", height=height)
@@ -163,7 +164,7 @@ def clamp_figure(evals: Sequence[dict[str, Any]], *, height: int = 260) -> go.Fi
     fig = go.Figure(go.Bar(x=epochs, y=share, marker_color=ACCENT, name="clamp binds",
                            hovertemplate="epoch %{x}<br>%{y:.1%} of anchors<extra></extra>"))
     fig.update_yaxes(range=[0, max([0.05, *share]) * 1.15], tickformat=".0%")
-    fig.add_hline(y=0, line=dict(color=MUTED, width=1))
+    add_hlines(fig, [dict(y=0, line=dict(color=MUTED, width=1))])
     if share and max(share) == 0:  # an empty chart would look broken: say what it means
         fig.add_annotation(xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
                            text="0 % at every evaluation: every anchor's negatives give gradient",

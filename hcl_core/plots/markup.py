@@ -1,0 +1,255 @@
+"""A Plotly figure drawn as markup: for charts redrawn at every live refresh.
+
+While a run trains, its evaluation charts (probe accuracy, geometry, clamp) and Compare's overlaid
+curves change at every refresh (every 2 s). Streamlit's Plotly element builds each such chart's
+DOM anew, and draws it twice on mount; on two cores the CPU comes out of the training worker: a
+default digits run (an evaluation every 5 epochs) trained at 0.69 of the bare loop's speed with
+the page open and 1.00 with it closed (BENCHMARKS.md). :func:`figure_html` draws the same figure
+as HTML + SVG, the way :mod:`.live` draws the loss: the pages show it while runs train and the
+interactive Plotly figure, with its downloads, once they have ended.
+
+It reads the figure, so the figure builders stay the one place that decides what a chart shows:
+scatter traces (lines, markers, both; colour, width, dash, opacity, gaps at ``None``), bar traces,
+horizontal lines (``add_hline``: dash, colour, opacity), annotations placed on an axis or on the
+paper (line labels, subplot titles, messages), side-by-side subplots (their x domains), fixed
+axis ranges, ``.0%`` tick formats, axis titles, the title and the legend. Anything else raises
+``ValueError``, so an unsupported figure is never drawn wrong.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import urllib.parse
+from typing import Any
+
+import numpy as np
+
+from .live import _BLEED, _FONT, _GRID, _TEXT, _TICK, _URL_SAFE, VIEW, _dots, _path, _percent, nice_ticks, tick_labels
+
+__all__ = ["figure_html"]
+
+_DASH = {None: None, "solid": None, "dash": "6 4", "dot": "2 3", "dashdot": "6 3 2 3", "longdash": "10 4"}
+_STROKE = 'fill="none" vector-effect="non-scaling-stroke" stroke-linejoin="round" stroke-linecap="round"'
+_LABEL = f"position:absolute;color:{_TICK};font-size:12px;white-space:nowrap;line-height:1"
+_LEGEND_PX = 22  # the legend's row under the title
+
+
+_PLOTLY_TAG = re.compile(r"</?(?:b|i|em|sup|sub|span|a|br)\b[^<>]*>", re.IGNORECASE)
+
+
+def _plain(text: Any) -> str:
+    """A Plotly text without the tags Plotly understands (<b>, <br>, ...), the rest escaped for HTML."""
+    return html.escape(re.sub(r"\s+", " ", _PLOTLY_TAG.sub(" ", str(text or ""))).strip())
+
+
+def _values(seq: Any) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in (seq if seq is not None else ())], dtype=float)
+
+
+class _Panel:
+    """One subplot: its axes' names, domains, traces, lines and labels."""
+
+    def __init__(self, xname: str, yname: str, layout: Any):
+        self.xaxis, self.yaxis = layout[_axis_key(xname)], layout[_axis_key(yname)]
+        self.xname, self.yname = xname, yname
+        self.xdomain = tuple(self.xaxis.domain or (0.0, 1.0))
+        self.ydomain = tuple(self.yaxis.domain or (0.0, 1.0))
+        self.traces: list[Any] = []
+        self.hlines: list[Any] = []
+        self.labels: list[Any] = []
+
+
+def _axis_key(name: str) -> str:
+    """'x' -> 'xaxis', 'y2' -> 'yaxis2'."""
+    return f"{name[0]}axis{name[1:]}"
+
+
+def _range(axis: Any, values: list[np.ndarray], *, pad: float, bars: bool = False) -> tuple[float, float]:
+    if axis.range is not None:
+        return float(axis.range[0]), float(axis.range[1])
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
+    if not len(finite):
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    if bars:
+        return min(lo, 0.0), max(hi, 0.0) * 1.05 or 1.0
+    span = hi - lo
+    margin = span * pad if span > 0 else max(abs(hi) * 0.05, 0.5)
+    return lo - margin, hi + margin
+
+
+def _tick_text(ticks: np.ndarray, fmt: str | None) -> list[str]:
+    if fmt and fmt.endswith("%"):
+        decimals = int(fmt[1:-1] or 0) if re.fullmatch(r"\.\d+%", fmt) else 0
+        return [f"{t * 100:.{decimals}f}%" for t in ticks]
+    return tick_labels(ticks)
+
+
+def _panels(fig: Any) -> list[_Panel]:
+    layout = fig.layout
+    panels: dict[tuple[str, str], _Panel] = {}
+    for trace in fig.data:
+        if trace.type not in ("scatter", "bar"):
+            raise ValueError(f"figure_html draws scatter and bar traces, not {trace.type!r}")
+        key = (trace.xaxis or "x", trace.yaxis or "y")
+        panels.setdefault(key, _Panel(*key, layout)).traces.append(trace)
+    if not panels:
+        panels[("x", "y")] = _Panel("x", "y", layout)
+    by_y = {p.yname: p for p in panels.values()}
+    for shape in layout.shapes or ():
+        if shape.type != "line" or shape.y0 != shape.y1 or (shape.yref or "y") not in by_y:
+            raise ValueError("figure_html draws horizontal lines only (add_hline)")
+        by_y[shape.yref or "y"].hlines.append(shape)
+    for note in layout.annotations or ():
+        if note.showarrow:
+            raise ValueError("figure_html does not draw annotations with arrows")
+        if (note.yref or "y") in by_y:
+            by_y[note.yref or "y"].labels.append(note)
+    return sorted(panels.values(), key=lambda p: p.xdomain)
+
+
+def _panel_html(p: _Panel, *, opacity_of: dict[int, float]) -> tuple[str, int]:
+    """The panel's box (SVG image, ticks, line labels, axis titles) and the number of points drawn."""
+    xs = [_values(t.x) for t in p.traces]
+    ys = [_values(t.y) for t in p.traces]
+    bars = any(t.type == "bar" for t in p.traces)
+    markers = any("markers" in (t.mode or "") for t in p.traces if t.type == "scatter")
+    x0, x1 = _range(p.xaxis, xs, pad=0.06 if markers else 0.0)
+    width = 1.0  # of a bar: the smallest gap between two bars' x
+    if bars:
+        at = np.unique(np.concatenate([x[np.isfinite(x)] for x in xs]))
+        width = float(np.min(np.diff(at))) if len(at) > 1 else 1.0
+        if len(at) and p.xaxis.range is None:
+            x0, x1 = float(at[0]) - width / 2, float(at[-1]) + width / 2
+    if x1 <= x0:
+        x0, x1 = x0 - 1.0, x1 + 1.0
+    y0, y1 = _range(p.yaxis, ys + [_values([s.y0 for s in p.hlines])], pad=0.06, bars=bars)
+    if y1 <= y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+
+    def to_x(v):
+        return (np.asarray(v, dtype=float) - x0) / (x1 - x0) * VIEW
+
+    def to_y(v):
+        return (y1 - np.asarray(v, dtype=float)) / (y1 - y0) * VIEW
+
+    y_ticks = nice_ticks(y0, y1)
+    x_ticks = nice_ticks(x0, x1, integer=all(np.allclose(x, np.round(x)) for x in xs if len(x)))
+    x_ticks = x_ticks[(x_ticks >= x0) & (x_ticks <= x1)]
+    parts = [f'<path d="{"".join(f"M0 {v:.1f}H{VIEW:g}" for v in to_y(y_ticks))}" stroke="{_GRID}" '
+             f'stroke-width="1" {_STROKE}/>']
+    for s in p.hlines:
+        dash = _DASH.get(s.line.dash)
+        parts.append(f'<path class="hcl-hline" d="M0 {float(to_y(s.y0)):.1f}H{VIEW:g}" '
+                     f'stroke="{s.line.color or _TICK}" stroke-width="{s.line.width or 1}" '
+                     f'stroke-opacity="{s.opacity if s.opacity is not None else 1}"'
+                     + (f' stroke-dasharray="{dash}"' if dash else "") + f" {_STROKE}/>")
+    points = 0
+    for trace, x, y in zip(p.traces, xs, ys, strict=True):
+        alpha = opacity_of.get(id(trace), 1.0)
+        ok = np.isfinite(x) & np.isfinite(y)
+        points += int(ok.sum())
+        if trace.type == "bar":
+            color = trace.marker.color or "#636efa"
+            half = width * 0.4
+            d = "".join(f"M{float(to_x(a - half)):.1f} {float(to_y(0.0)):.1f}H{float(to_x(a + half)):.1f}"
+                        f"V{float(to_y(b)):.1f}H{float(to_x(a - half)):.1f}Z"
+                        for a, b in zip(x[ok], y[ok], strict=True))
+            parts.append(f'<path class="hcl-bars" d="{d}" fill="{color}" fill-opacity="{alpha:g}" stroke="none"/>')
+            continue
+        color = trace.line.color or trace.marker.color or "#636efa"
+        mode = trace.mode or "lines"
+        px, py = to_x(x), to_y(y)
+        if "lines" in mode:
+            dash = _DASH.get(trace.line.dash)
+            parts.append(f'<path class="hcl-line" d="{_path(px, py)}" stroke="{color}" '
+                         f'stroke-width="{trace.line.width or 2}" stroke-opacity="{alpha:g}"'
+                         + (f' stroke-dasharray="{dash}"' if dash else "") + f" {_STROKE}/>")
+        if "markers" in mode:
+            parts.append(f'<path class="hcl-dots" d="{_dots(px, py)}" stroke="{color}" '
+                         f'stroke-width="{trace.marker.size or 6}" stroke-opacity="{alpha:g}" {_STROKE}/>')
+    box = f"{-_BLEED:g} {-_BLEED:g} {VIEW + 2 * _BLEED:g} {VIEW + 2 * _BLEED:g}"
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{box}" preserveAspectRatio="none">'
+           + "".join(parts) + "</svg>").replace('"', "'")
+    labels = [f'<div style="{_LABEL};right:calc(100% + 8px);top:{_percent(v):.2f}%;'
+              f'transform:translateY(-50%)">{t}</div>'
+              for v, t in zip(to_y(y_ticks), _tick_text(y_ticks, p.yaxis.tickformat), strict=True)]
+    labels += [f'<div style="{_LABEL};top:calc(100% + 8px);left:{_percent(v):.2f}%;'
+               f'transform:translateX(-50%)">{t}</div>'
+               for v, t in zip(to_x(x_ticks), _tick_text(x_ticks, p.xaxis.tickformat), strict=True)]
+    for note in p.labels:  # labels of lines: at the line's height, at an end of the panel
+        right = (note.xanchor or "center") == "right"
+        above = (note.yanchor or "middle") == "bottom"
+        color = (note.font.color if note.font else None) or _TEXT
+        size = (note.font.size if note.font else None) or 12
+        labels.append(f'<div class="hcl-note" style="{_LABEL};color:{color};font-size:{size}px;'
+                      f'{"right" if right else "left"}:4px;top:{_percent(float(to_y(note.y))):.2f}%;'
+                      f'transform:translateY({"-115%" if above else "15%"})">{_plain(note.text)}</div>')
+    if p.xaxis.title and p.xaxis.title.text:
+        labels.append(f'<div style="position:absolute;left:0;right:0;top:calc(100% + 26px);text-align:center;'
+                      f'color:{_TICK};font-size:14px">{_plain(p.xaxis.title.text)}</div>')
+    if p.yaxis.title and p.yaxis.title.text:
+        labels.append(f'<div style="position:absolute;right:calc(100% + 40px);top:0;bottom:0;writing-mode:vertical-rl;'
+                      f'transform:rotate(180deg);text-align:center;color:{_TICK};font-size:14px">'
+                      f'{_plain(p.yaxis.title.text)}</div>')
+    (a, b), (c, d) = p.xdomain, p.ydomain
+    img = (f'<img class="hcl-plot" alt="" src="data:image/svg+xml,{urllib.parse.quote(svg, safe=_URL_SAFE)}" '
+           f'style="position:absolute;left:0;top:0;width:100%;height:100%">')
+    return (f'<div class="hcl-panel" style="position:absolute;left:{a * 100:.2f}%;width:{(b - a) * 100:.2f}%;'
+            f'top:{(1 - d) * 100:.2f}%;height:{(d - c) * 100:.2f}%">{img}{"".join(labels)}</div>', points)
+
+
+def _paper_note(note: Any) -> str:
+    """An annotation placed on the whole plot area (a subplot's title, a message)."""
+    x_shift = {"left": "0", "right": "-100%"}.get(note.xanchor or "center", "-50%")
+    y_shift = {"bottom": "-100%", "top": "0"}.get(note.yanchor or "middle", "-50%")
+    color = (note.font.color if note.font else None) or _TEXT
+    size = (note.font.size if note.font else None) or 13
+    return (f'<div class="hcl-note" style="position:absolute;left:{float(note.x or 0) * 100:.2f}%;'
+            f'top:{(1 - float(note.y or 0)) * 100:.2f}%;transform:translate({x_shift},{y_shift});color:{color};'
+            f'font-size:{size}px;white-space:nowrap;line-height:1.3">{_plain(note.text)}</div>')
+
+
+def figure_html(fig: Any) -> str:
+    """``fig`` (a Plotly figure of the kinds in the module docstring) as HTML + SVG, as tall as the figure.
+
+    The outer box carries ``data-chart`` (the title, without tags) and ``data-points`` (every
+    finite point drawn), as :func:`~hcl_core.plots.live.live_loss_html` does.
+    """
+    layout = fig.layout
+    for note in layout.annotations or ():
+        if (note.xref or "x") != "paper" and (note.yref or "y") == "paper":
+            raise ValueError("figure_html places annotations on an axis or on the paper, not both")
+    panels = _panels(fig)
+    height = int(layout.height or 300)
+    title = _plain(layout.title.text if layout.title else "")
+    margin = layout.margin
+    left, right = margin.l if margin.l is not None else 55, margin.r if margin.r is not None else 15
+    top, bottom = margin.t if margin.t is not None else 45, margin.b if margin.b is not None else 45
+    opacity_of = {id(t): float(t.opacity) for t in fig.data if t.opacity is not None}
+    legend = []
+    if layout.showlegend is not False:
+        for t in fig.data:
+            if t.showlegend is False or not t.name:
+                continue
+            color = (t.marker.color if t.type == "bar" else t.line.color) or "#636efa"
+            legend.append(f'<span style="display:inline-flex;align-items:center;margin-right:14px">'
+                          f'<span style="display:inline-block;width:22px;height:0;border-top:2.5px solid {color};'
+                          f'margin-right:5px"></span>{_plain(t.name)}</span>')
+    if legend:
+        top += _LEGEND_PX
+    drawn = [_panel_html(p, opacity_of=opacity_of) for p in panels]
+    notes = [_paper_note(n) for n in layout.annotations or () if n.xref == "paper" and n.yref == "paper"]
+    points = sum(n for _, n in drawn)
+    legend_row = (f'<div style="position:absolute;left:0;top:{top - _LEGEND_PX - 4}px;font-size:13px;'
+                  f'white-space:nowrap;overflow:hidden">{"".join(legend)}</div>' if legend else "")
+    return (
+        f'<div class="hcl-live-chart hcl-figure" role="img" aria-label="{title}: {points} points" '
+        f'data-chart="{title}" data-points="{points}" '
+        f'style="position:relative;height:{height}px;font-family:{html.escape(_FONT)};color:{_TEXT}">'
+        f'<div style="position:absolute;left:0;top:4px;font-size:15px;font-weight:600">{title}</div>{legend_row}'
+        f'<div style="position:absolute;left:{left}px;right:{right}px;top:{top}px;bottom:{bottom}px">'
+        + "".join(h for h, _ in drawn) + "".join(notes) + "</div></div>"
+    )
+
