@@ -3,41 +3,13 @@
 from __future__ import annotations
 
 import re
-import urllib.parse
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from chart_markup import ChartMarkup
 
 from hcl_core.plots.live import VIEW, live_loss_html, nice_ticks, tick_labels
 from hcl_core.plots.training import Series, loss_figure
-
-
-class _Chart(HTMLParser):
-    """The chart's outer attributes, its SVG (decoded from the image's data URI) and its label texts."""
-
-    def __init__(self, markup: str):
-        super().__init__()
-        self.outer: dict[str, str] = {}
-        self.svg = ""
-        self.texts: list[str] = []
-        self.feed(markup)
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if not self.outer:
-            self.outer = a
-        if tag == "img":
-            self.svg = urllib.parse.unquote(a["src"].removeprefix("data:image/svg+xml,"))
-
-    def handle_data(self, data):
-        if data.strip():
-            self.texts.append(data.strip())
-
-    def path(self, cls: str) -> np.ndarray:
-        """The points of the SVG path of class ``cls`` (view-box coordinates)."""
-        d = re.search(rf"class='{cls}' d='([^']*)'", self.svg).group(1)
-        return np.array([[float(v) for v in p.split()] for p in re.split(r"[ML]", d) if p])
 
 
 def _steps(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +40,7 @@ def test_tick_labels_have_the_decimals_their_spacing_needs():
 
 def test_the_live_chart_draws_the_plotly_charts_line_raw_and_smoothed():
     x, y = _steps(3000)  # long enough to be thinned
-    chart = _Chart(live_loss_html(x, y, label="HCL β=1", color="#D55E00"))
+    chart = ChartMarkup(live_loss_html(x, y, label="HCL β=1", color="#D55E00"))
     fig = loss_figure([Series("HCL β=1", x, y, "#D55E00")])
     raw, smoothed = fig.data[0], fig.data[1]
     low, high = y.min(), y.max()
@@ -90,7 +62,7 @@ def test_the_live_chart_draws_the_plotly_charts_line_raw_and_smoothed():
 
 def test_every_tick_label_lies_inside_the_plot_and_names_a_value_in_range():
     x, y = _steps(250)
-    chart = _Chart(live_loss_html(x, y, label="run", color="#0072B2"))
+    chart = ChartMarkup(live_loss_html(x, y, label="run", color="#0072B2"))
     numbers = [float(t) for t in chart.texts if re.fullmatch(r"-?[0-9.]+", t)]
     y_ticks = [v for v in numbers if not float(v).is_integer() or v < 10]
     assert y_ticks and all(y.min() - 0.1 <= v <= y.max() + 0.1 for v in y_ticks)
@@ -101,12 +73,12 @@ def test_every_tick_label_lies_inside_the_plot_and_names_a_value_in_range():
 
 
 def test_one_or_two_steps_are_drawn_as_dots_on_the_line_and_no_steps_as_an_empty_chart():
-    chart = _Chart(live_loss_html([1], [5.49], label="run", color="#0072B2"))
+    chart = ChartMarkup(live_loss_html([1], [5.49], label="run", color="#0072B2"))
     assert "hcl-dots" in chart.svg and chart.outer["data-points"] == "1"
     assert 0 < chart.path("hcl-line")[0][0] < VIEW  # padded off the edge, not half clipped
-    two = _Chart(live_loss_html([1, 2], [5.49, 5.45], label="run", color="#0072B2"))
+    two = ChartMarkup(live_loss_html([1, 2], [5.49, 5.45], label="run", color="#0072B2"))
     assert len(two.path("hcl-line")) == 2 and "hcl-dots" in two.svg
-    empty = _Chart(live_loss_html([], [], label="run", color="#0072B2"))
+    empty = ChartMarkup(live_loss_html([], [], label="run", color="#0072B2"))
     assert empty.outer["data-points"] == "0" and empty.outer["data-last-step"] == ""
     assert "hcl-raw" not in empty.svg
 
@@ -114,7 +86,7 @@ def test_one_or_two_steps_are_drawn_as_dots_on_the_line_and_no_steps_as_an_empty
 def test_a_non_finite_loss_breaks_the_line_and_stays_out_of_the_axes():
     x, y = _steps(40)
     y[20] = np.nan
-    chart = _Chart(live_loss_html(x, y, label="run", color="#0072B2"))
+    chart = ChartMarkup(live_loss_html(x, y, label="run", color="#0072B2"))
     d = re.search(r"class='hcl-raw' d='([^']*)'", chart.svg).group(1)
     assert d.count("M") == 2  # two pieces
     assert chart.outer["data-points"] == "39"
@@ -122,7 +94,7 @@ def test_a_non_finite_loss_breaks_the_line_and_stays_out_of_the_axes():
 
 
 def test_text_is_escaped_and_a_colour_that_is_not_one_is_refused():
-    chart = _Chart(live_loss_html([1, 2, 3], [3.0, 2.0, 1.0], label='<b>"x"</b>', color="#0072B2",
+    chart = ChartMarkup(live_loss_html([1, 2, 3], [3.0, 2.0, 1.0], label='<b>"x"</b>', color="#0072B2",
                                   title="Loss <i>"))
     assert chart.outer["data-chart"] == "Loss <i>" and '<b>"x"</b>' in chart.outer["aria-label"]
     markup = live_loss_html([1], [1.0], label="r", color="#0072B2", title="Loss <i>")

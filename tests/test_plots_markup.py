@@ -3,51 +3,16 @@
 from __future__ import annotations
 
 import re
-import urllib.parse
-from html.parser import HTMLParser
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from chart_markup import ChartMarkup, paths
 
 from hcl_core.plots import styled
 from hcl_core.plots.live import VIEW
 from hcl_core.plots.markup import figure_html
 from hcl_core.plots.training import Series, clamp_figure, geometry_figure, loss_figure, probe_figure
-
-
-class _Markup(HTMLParser):
-    """The outer box's attributes, each panel's SVG (decoded) and style, and every text."""
-
-    def __init__(self, markup: str):
-        super().__init__()
-        self.outer: dict[str, str] = {}
-        self.svgs: list[str] = []
-        self.panels: list[str] = []
-        self.texts: list[str] = []
-        self.feed(markup)
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if not self.outer:
-            self.outer = a
-        if "hcl-panel" in (a.get("class") or ""):
-            self.panels.append(a["style"])
-        if tag == "img":
-            self.svgs.append(urllib.parse.unquote(a["src"].removeprefix("data:image/svg+xml,")))
-
-    def handle_data(self, data):
-        if data.strip():
-            self.texts.append(data.strip())
-
-
-def _points(svg: str, cls: str) -> list[np.ndarray]:
-    """The points of every path of class ``cls`` (view-box coordinates), one array per path."""
-    out = []
-    for d in re.findall(rf"class='{cls}' d='([^']*)'", svg):
-        out.append(np.array([[float(v) for v in p.removesuffix("h0").split()] for p in re.split(r"[ML]", d) if p]))
-    return out
-
 
 EVALS = [{"epoch": e, "knn_acc": 0.5 + 0.04 * e / 5, "linear_probe_acc": 0.6 + 0.03 * e / 5,
           "few_shot_probe_acc": 0.4 + 0.05 * e / 5, "alignment": 1.0 - 0.02 * e, "uniformity": -1.0 - 0.1 * e,
@@ -58,16 +23,16 @@ BASELINE = {"raw": {"knn_acc": 0.65, "linear_probe_acc": 0.8, "few_shot_probe_ac
 
 def test_the_probe_chart_draws_each_curve_at_its_values_with_the_baselines_and_their_labels():
     fig = probe_figure(EVALS, BASELINE)
-    m = _Markup(figure_html(fig))
+    m = ChartMarkup(figure_html(fig))
     assert m.outer["data-chart"].startswith("Probe accuracy") and m.outer["data-points"] == str(3 * len(EVALS))
     (svg,) = m.svgs
     low, high = fig.layout.yaxis.range
-    lines = _points(svg, "hcl-line")
+    lines = paths(svg, "hcl-line")
     assert len(lines) == 3
     for trace, line in zip(fig.data, lines, strict=True):
         assert np.allclose(line[:, 1], (high - np.array(trace.y)) / (high - low) * VIEW, atol=0.06)
         assert np.all(np.diff(line[:, 0]) > 0) and np.allclose(np.diff(line[:, 0]), np.diff(line[:, 0])[0], atol=0.2)
-    dots = _points(svg, "hcl-dots")
+    dots = paths(svg, "hcl-dots")
     assert [len(d) for d in dots] == [len(EVALS)] * 3  # lines and markers
     hlines = re.findall(r"class='hcl-hline' d='M0 ([\d.]+)H", svg)
     assert sorted(round(float(v), 1) for v in hlines) == sorted(
@@ -82,12 +47,12 @@ def test_the_probe_chart_draws_each_curve_at_its_values_with_the_baselines_and_t
 
 def test_subplots_sit_side_by_side_with_their_titles_and_own_axes():
     fig = geometry_figure(EVALS)
-    m = _Markup(figure_html(fig))
+    m = ChartMarkup(figure_html(fig))
     assert len(m.svgs) == 2 and len(m.panels) == 2
     assert "left:0.00%;width:42.00%" in m.panels[0] and "left:58.00%;width:42.00%" in m.panels[1]
     assert "alignment (positives closer ↓)" in m.texts and "uniformity (more spread ↓)" in m.texts
     for svg, key in zip(m.svgs, ("alignment", "uniformity"), strict=True):
-        (line,) = _points(svg, "hcl-line")
+        (line,) = paths(svg, "hcl-line")
         ys = np.array([e[key] for e in EVALS])
         # its own range, padded: the ends of the line sit inside the panel, in order
         assert np.all((line[:, 1] > 0) & (line[:, 1] < VIEW))
@@ -95,23 +60,23 @@ def test_subplots_sit_side_by_side_with_their_titles_and_own_axes():
 
 
 def test_bars_share_ticks_and_the_message_of_an_empty_chart():
-    m = _Markup(figure_html(clamp_figure(EVALS)))
+    m = ChartMarkup(figure_html(clamp_figure(EVALS)))
     (svg,) = m.svgs
     bars = re.search(r"class='hcl-bars' d='([^']*)'", svg).group(1)
     assert bars.count("Z") == len(EVALS)
     assert {"0%", "10%", "20%", "30%"} <= set(m.texts)
-    zero = _Markup(figure_html(clamp_figure([{**e, "clamp_share": 0.0} for e in EVALS])))
+    zero = ChartMarkup(figure_html(clamp_figure([{**e, "clamp_share": 0.0} for e in EVALS])))
     assert "0 % at every evaluation: every anchor's negatives give gradient" in zero.texts
 
 
 def test_the_live_loss_figure_keeps_its_faint_raw_line_and_gaps_at_missing_values():
     x = np.arange(1, 301)
     y = 5.0 - x / 300 + 0.05 * np.sin(x)
-    m = _Markup(figure_html(loss_figure([Series("HCL", x, y, "#D55E00"), Series("SimCLR", x, y - 0.5, "#0072B2")])))
+    m = ChartMarkup(figure_html(loss_figure([Series("HCL", x, y, "#D55E00"), Series("SimCLR", x, y - 0.5, "#0072B2")])))
     (svg,) = m.svgs
-    assert svg.count("stroke-opacity='0.25'") == 2 and len(_points(svg, "hcl-line")) == 4
+    assert svg.count("stroke-opacity='0.25'") == 2 and len(paths(svg, "hcl-line")) == 4
     gap = go.Figure(go.Scatter(x=[0, 1, 2, 3], y=[1.0, None, 2.0, 3.0], mode="lines"))
-    d = re.search(r"class='hcl-line' d='([^']*)'", _Markup(figure_html(gap)).svgs[0]).group(1)
+    d = re.search(r"class='hcl-line' d='([^']*)'", ChartMarkup(figure_html(gap)).svgs[0]).group(1)
     assert d.count("M") == 2 and d.count("L") == 1  # broken at None
 
 
@@ -120,9 +85,9 @@ def test_text_is_escaped_and_unsupported_figures_raise_instead_of_drawing_wrong(
                  title="<script>alert(1)</script> <b>bold</b>")
     markup = figure_html(fig)
     assert "<script>" not in markup and "<img src=x" not in markup and "&lt;img src=x" in markup
-    assert "bold" in _Markup(markup).texts[0] and "<b>" not in markup  # Plotly's own tags are dropped
+    assert "bold" in ChartMarkup(markup).texts[0] and "<b>" not in markup  # Plotly's own tags are dropped
     inequality = figure_html(styled(go.Figure(go.Scatter(x=[0, 1], y=[0, 1])), title="τ < 0.5 and β > 1"))
-    assert _Markup(inequality).outer["data-chart"] == "τ < 0.5 and β > 1"  # not a tag: kept, escaped
+    assert ChartMarkup(inequality).outer["data-chart"] == "τ < 0.5 and β > 1"  # not a tag: kept, escaped
     with pytest.raises(ValueError, match="heatmap"):
         figure_html(go.Figure(go.Heatmap(z=[[1, 2], [3, 4]])))
     with pytest.raises(ValueError, match="arrows"):
