@@ -52,7 +52,7 @@ class _Panel:
 
     def __init__(self, xname: str, yname: str, layout: Any):
         self.xaxis, self.yaxis = layout[_axis_key(xname)], layout[_axis_key(yname)]
-        self.xname, self.yname = xname, yname
+        self.yname = yname
         self.xdomain = tuple(self.xaxis.domain or (0.0, 1.0))
         self.ydomain = tuple(self.yaxis.domain or (0.0, 1.0))
         self.traces: list[Any] = []
@@ -109,7 +109,7 @@ def _panels(fig: Any) -> list[_Panel]:
     return sorted(panels.values(), key=lambda p: p.xdomain)
 
 
-def _panel_html(p: _Panel, *, opacity_of: dict[int, float]) -> tuple[str, int]:
+def _panel_html(p: _Panel) -> tuple[str, int]:
     """The panel's box (SVG image, ticks, line labels, axis titles) and the number of points drawn."""
     xs = [_values(t.x) for t in p.traces]
     ys = [_values(t.y) for t in p.traces]
@@ -147,7 +147,7 @@ def _panel_html(p: _Panel, *, opacity_of: dict[int, float]) -> tuple[str, int]:
                      + (f' stroke-dasharray="{dash}"' if dash else "") + f" {_STROKE}/>")
     points = 0
     for trace, x, y in zip(p.traces, xs, ys, strict=True):
-        alpha = opacity_of.get(id(trace), 1.0)
+        alpha = 1.0 if trace.opacity is None else float(trace.opacity)
         ok = np.isfinite(x) & np.isfinite(y)
         points += int(ok.sum())
         if trace.type == "bar":
@@ -227,7 +227,6 @@ def figure_html(fig: Any) -> str:
     margin = layout.margin
     left, right = margin.l if margin.l is not None else 55, margin.r if margin.r is not None else 15
     top, bottom = margin.t if margin.t is not None else 45, margin.b if margin.b is not None else 45
-    opacity_of = {id(t): float(t.opacity) for t in fig.data if t.opacity is not None}
     legend = []
     if layout.showlegend is not False:
         for t in fig.data:
@@ -239,7 +238,7 @@ def figure_html(fig: Any) -> str:
                           f'margin-right:5px"></span>{_plain(t.name)}</span>')
     if legend:
         top += _LEGEND_PX
-    drawn = [_panel_html(p, opacity_of=opacity_of) for p in panels]
+    drawn = [_panel_html(p) for p in panels]
     notes = [_paper_note(n) for n in layout.annotations or () if n.xref == "paper" and n.yref == "paper"]
     points = sum(n for _, n in drawn)
     legend_row = (f'<div style="position:absolute;left:0;top:{top - _LEGEND_PX - 4}px;font-size:13px;'
