@@ -350,10 +350,10 @@ class Job:
         return self._end_within(timeout, trained)
 
     def _end_within(self, timeout: float, trained: bool) -> bool:
-        # The stop must end within ``timeout``. Before any step (imports, data loading, baseline,
-        # epoch-0 evaluation: seconds on big data sets) the worker cannot react and there is
-        # nothing to save, so it is terminated at once. Later it gets the budget less
-        # FORCE_MARGIN_S, kept for terminating and reaping it (tests/test_faults.py measures it).
+        # The stop must end within ``timeout``. Before any step (imports, data loading: seconds on
+        # big data sets) the worker cannot react and there is nothing to save, so it is terminated
+        # at once. Later it gets the budget less FORCE_MARGIN_S, kept for terminating and reaping
+        # it (tests/test_faults.py measures it).
         if self._done.wait(max(0.0, timeout - FORCE_MARGIN_S) if trained else 0.0):
             return True
         self._proc.terminate()

@@ -154,7 +154,7 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
                     "epochs": "1000", "snapshot_every": "1000"})
     button(at, "Start").click().run()
     job = ui.job_manager().latest()
-    wait_for(lambda: job.view().step > 0)
+    wait_for(lambda: job.view().evals)  # the epoch-0 evaluation, which follows the first step
     at.run()
     assert not at.exception, at.exception
     assert at.get("progress")[-1].proto.text.startswith("Running: epoch")

@@ -136,6 +136,32 @@ def test_a_run_records_its_baseline_once_in_its_event_log(synthetic_run):
     assert run.history().baseline == run.baseline
 
 
+def test_the_first_loss_point_comes_before_the_epoch_0_evaluation_which_scores_the_initial_weights(tmp_path):
+    """Start shows a loss point without waiting for the evaluation; the evaluation is still of the
+    weights before any step: a run stopped before its first step (nothing trained) scores the same."""
+    import threading
+
+    import torch
+
+    from hcl_core.train import train
+
+    threads = torch.get_num_threads()
+    try:
+        events: list[dict] = []
+        trained = train(RunConfig(dataset="synthetic", **TINY), root=tmp_path / "a", callback=events.append)
+        stop = threading.Event()
+        stop.set()
+        untrained = train(RunConfig(dataset="synthetic", **TINY), root=tmp_path / "b", stop=stop)
+    finally:
+        torch.set_num_threads(threads)
+    kinds = [(e["type"], e.get("step", e.get("epoch"))) for e in events]
+    assert kinds[:5] == [("start", None), ("step", 1), ("eval", 0), ("baseline", None), ("step", 2)]
+    assert untrained.state == "stopped" and untrained.baseline == trained.baseline
+    zero = {k: v for k, v in load_run(untrained.run_dir).events("eval")[0].items() if k != "elapsed"}
+    assert zero == {k: v for k, v in events[2].items() if k != "elapsed"}
+    assert load_run(untrained.run_dir).snapshot_epochs() == [0] and len(load_run(trained.run_dir).events("step")) > 2
+
+
 def test_class_names_are_saved_with_the_evaluation_inputs(synthetic_run):
     run = load_run(synthetic_run.run_dir)
     saved = run.load_eval_inputs()["class_names"]
