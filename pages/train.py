@@ -274,7 +274,7 @@ def _refresh_interval(s: JobState) -> float | None:
     Quick again while a stop is under way, so the end shows as soon as the worker is gone.
     Every refresh costs the server and the browser CPU that the training worker then lacks
     (BENCHMARKS.md: how much of the bare loop's speed each interval keeps); the
-    quick start keeps the first point on screen within a second of the first step.
+    quick start polls five times a second until the first point, which the worker sends at once.
     """
     if not s.active:
         return None

@@ -44,8 +44,10 @@ __all__ = [
 #: so a refresh costs the training only the CPU that the rerun and the browser's redraw take
 #: (BENCHMARKS.md: the app keeps >= 80 % of the bare loop's speed at 2 s, not at 1 s).
 LIVE_REFRESH_S = 2.0
-#: The refresh while a started job has not shown its first loss point (seconds at most).
-FIRST_POINT_REFRESH_S = 0.5
+#: The refresh while a started job has not shown its first loss point, and while it stops: a few
+#: cheap reruns of the live view (it draws no chart yet), so the point shows 0.1 s after it exists
+#: on average.
+FIRST_POINT_REFRESH_S = 0.2
 
 
 def models_root() -> Path:
