@@ -423,8 +423,10 @@ def run(*, reps: int, start_reps: int, models: Path | None = None, run_epochs: i
     Start and Stop. Returns :func:`summary` of the timings, and under ``rerun_profiles`` the
     :mod:`bench.rerun_profile` of every page with an interaction above ``profile_over`` times
     its floor (on a copy of the four runs, so the runs Start made do not change what it sees)."""
-    with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hcl-bench-interactions-")))
+    # The folder outlives the servers: the profiles below run on its copy of the runs once both
+    # servers have ended (so they measure a quiet machine).
+    with tempfile.TemporaryDirectory(prefix="hcl-bench-interactions-") as tmp_name, contextlib.ExitStack() as stack:
+        tmp = Path(tmp_name)
         preparing = None
         if models is None:
             models = tmp / "models"
@@ -458,9 +460,10 @@ def run(*, reps: int, start_reps: int, models: Path | None = None, run_epochs: i
         _viewing(app, floor, reps, log)
         _start_stop(app, floor, start_reps, log)
         out = summary(app, floor)
-    if profile_over is not None:
-        out["rerun_profiles"] = profiles(app, out["interaction_ratio_vs_empty_page"], profile_over,
-                                         tmp / "profile-models", log=log)
+        stack.close()  # both servers and the browser end here
+        if profile_over is not None:
+            out["rerun_profiles"] = profiles(app, out["interaction_ratio_vs_empty_page"], profile_over,
+                                             tmp / "profile-models", log=log)
     return out
 
 

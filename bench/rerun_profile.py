@@ -160,6 +160,10 @@ def profile_page(page: str, *, timeout: float = 300.0) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     page, models = argv[0], argv[1]
+    if not Path(models).is_dir():  # the pages would show "no runs yet" and the profile measure nothing
+        print(f"bench.rerun_profile: the models folder {models} does not exist: pass a folder of runs",
+              file=sys.stderr)
+        return 2
     os.environ["HCL_MODELS_DIR"] = models
     print(json.dumps(profile_page(page)))
     return 0

@@ -243,6 +243,12 @@ def test_rerun_profile_says_where_the_negatives_page_spends_its_time(tiny_models
     assert any("pages/negatives.py" in f["function"] for f in step["slowest"])
 
 
+def test_rerun_profile_refuses_a_missing_models_folder_instead_of_profiling_pages_without_runs(tmp_path, capsys):
+    assert rerun_profile.main(["compare", str(tmp_path / "gone")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "gone does not exist" in err and len(err.strip().splitlines()) == 1
+
+
 # --------------------------------------------------------------------------------------------
 # the GPU mode: its CPU fallback, and its parts on the CPU
 # --------------------------------------------------------------------------------------------
