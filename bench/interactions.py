@@ -10,8 +10,8 @@ in which its result is on screen (``tests/browser_harness.wait_done``). "On scre
 interaction:
 
 * ``first_open`` (a new tab on the app's address; from the start of the navigation): the default
-  page's heading is shown, its script has finished, and as many Plotly charts are drawn as the
-  page shows once settled;
+  page's heading is shown, its script has finished, and as many charts are drawn as the page
+  shows once settled (Plotly charts, and the markup charts of ``hcl_core.plots.live`` / ``.markup``);
 * ``switch_to_<page>`` (a click on the page's link in the sidebar): the same for that page;
 * ``epoch_step`` (Embeddings: ArrowLeft/ArrowRight on the focused "Epoch" slider) and
   ``preview_beta_step`` (Negatives: ArrowRight on the "Preview β" slider, a new β each time):

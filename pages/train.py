@@ -27,6 +27,7 @@ through_app()  # first: a deep link to a fresh server must run through app.py
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 STOP_WAIT_S = 0.5  # how long Stop waits for the worker before the page reruns
+INTERACTIVE_KEY = "train_interactive"  # the "Interactive charts" toggle of an ended run
 
 
 # ------------------------------------------------------------------------------------------
@@ -210,18 +211,30 @@ def _status_line(s: JobState) -> str:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, raw_name: str, live: bool, *,
+def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: bool, raw_name: str, *,
                         _evals: list, _baseline: dict) -> tuple:
-    """The probe, geometry and clamp charts; they change only when an evaluation arrives.
+    """The probe, geometry and clamp charts, each as ``(figure, markup)`` (None where the run has
+    no such chart); they change only when an evaluation arrives.
 
     Built once per evaluation instead of at every live refresh: the server CPU each build costs
-    comes out of the training on a small machine. Nothing mutates them afterwards. ``live``: as
-    markup (:func:`~hcl_core.plots.markup.figure_html`), like the live loss chart.
+    comes out of the training on a small machine. Nothing mutates them afterwards. The markup
+    (:func:`~hcl_core.plots.markup.figure_html`) is what the page draws unless the reader asked
+    for interactive charts; the figure is what that toggle and the downloads use.
     """
     clamp = clamp_figure(_evals) if _evals and LOSSES[loss].clamp else None
     figures = (probe_figure(_evals, _baseline, raw_name=raw_name), geometry_figure(_evals) if _evals else None,
                clamp)
-    return tuple(figure_html(f) if live and f is not None else f for f in figures)
+    return tuple((f, figure_html(f)) if f is not None else None for f in figures)
+
+
+def _interactive_toggle() -> bool:
+    """Whether an ended run's charts are Plotly figures: the reader's choice, kept across pages."""
+    if INTERACTIVE_KEY in st.session_state:  # a widget's value is dropped on a page without it; this keeps it
+        st.session_state[INTERACTIVE_KEY] = st.session_state[INTERACTIVE_KEY]
+    return st.toggle("Interactive charts", key=INTERACTIVE_KEY,
+                     help="Draw these charts with Plotly: values on hover, zoom, legend clicks. Off: the light "
+                          "charts the page draws while a run trains, which show at once (each Plotly chart "
+                          "costs a small machine's browser about 0.1 s to draw). The downloads are the same.")
 
 
 def _render(s: JobState) -> None:
@@ -244,25 +257,27 @@ def _render(s: JobState) -> None:
             col.metric(label, "–")
     color = LOSS_COLORS.get(s.config.loss, "#0072B2")
     steps, losses = zip(*s.steps, strict=True) if s.steps else ((), ())
-    # A live run's charts are plain markup (hcl_core.plots.live and .markup): they change at every
-    # refresh, and redrawing Plotly figures that often costs the training worker CPU on a small machine.
+    # The charts are plain markup (hcl_core.plots.live and .markup) unless the reader turns on
+    # interactive ones for an ended run: a live run's change at every refresh, and redrawing Plotly
+    # figures that often costs the training worker CPU; an ended run's show at once (the page
+    # opens on one) and look the same as while it trained.
+    interactive = not s.active and _interactive_toggle()
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
-                                                 bool(s.baseline), raw_name, s.active, _evals=s.evals,
-                                                 _baseline=s.baseline)
-    loss = (live_loss_html(steps, losses, label=s.config.short_name(), color=color) if s.active
-            else loss_figure([Series(s.config.short_name(), steps, losses, color)]))
+                                                 bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
+    label = s.config.short_name()
+    loss_fig = None if s.active else loss_figure([Series(label, steps, losses, color)])
+    loss = (loss_fig, None if interactive else live_loss_html(steps, losses, label=label, color=color))
     charts = [("loss_curve", loss), ("probe_curve", probe)]
     if s.evals:
         charts += [("geometry", geometry)] + ([("clamp", clamp)] if clamp is not None else [])
-    stem = s.config.short_name()
-    for (key, fig), col in zip(charts, st.columns(2) * 2, strict=False):
+    for (key, (fig, markup)), col in zip(charts, st.columns(2) * 2, strict=False):
         with col:
-            if isinstance(fig, str):  # a live chart
-                st.html(fig)
-            else:
+            if interactive:
                 st.plotly_chart(fig, width="stretch", key=key)
+            else:
+                st.html(markup)
             if not s.active:  # PNG/SVG of an ended run (a live chart changes every refresh)
-                figure_downloads(fig, f"{stem}-{key}", key=key)
+                figure_downloads(fig, f"{label}-{key}", key=key)
     if s.state == "finished" and s.run_dir:
         st.success(f"Finished in {s.summary.get('seconds', 0):.1f} s. Open **Embeddings** to watch the "
                    "clusters form, **Negatives** to see where the weight goes.")

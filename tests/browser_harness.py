@@ -453,6 +453,7 @@ _MARK_JS = """
   h.inputAt = null; h.old = new WeakSet();
   h.seenEmpty = title ? (CHART_JS)(title).points === 0 : false;
   for (const gd of document.querySelectorAll('.js-plotly-plot')) if (gd._fullData) h.old.add(gd._fullData);
+  for (const el of document.querySelectorAll('.hcl-live-chart')) h.old.add(el);
   return true;
 }
 """.replace("CHART_JS", _CHART_JS.strip())
@@ -460,8 +461,9 @@ _MARK_JS = """
 # ``done`` is true in the first animation frame where everything ``spec`` asks for holds:
 #   heading: the main area's first h1 reads this;   text / no_text: the main area shows / lacks it;
 #   idle: the app's script state is "notRunning" (the rerun the input caused has finished);
-#   charts: at least this many visible Plotly charts are drawn (data computed, svg in place);
-#   redrawn: at least this many of them drew new data since the mark;
+#   charts: at least this many visible charts are drawn (Plotly: data computed, svg in place; markup
+#   charts, ``.hcl-live-chart``: in the page);
+#   redrawn: at least this many of them drew new data since the mark (markup: a new element);
 #   enabled / disabled: some / every main-area button whose text holds the label is enabled / disabled;
 #   first_point: the chart with this title was seen without points after the mark, then with >= 1
 #   point on a drawn line (a new run's first loss point, not the previous run's curve).
@@ -498,6 +500,12 @@ _DONE_JS = """
     drawn += 1;
     if (!h.old.has(gd._fullData)) redrawn += 1;
   }
+  for (const el of document.querySelectorAll('.hcl-live-chart')) {  // markup: drawn once in the page
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    visible += 1; drawn += 1;
+    if (!h.old.has(el)) redrawn += 1;
+  }
   if (drawn < (spec.charts || 0) || redrawn < (spec.redrawn || 0)) return null;
   return {t: performance.now(), input: h.inputAt, charts: visible, drawn: drawn, redrawn: redrawn,
           messages: h.messages.filter(t => t >= (spec.since === undefined ? h.inputAt : spec.since))};
@@ -514,6 +522,12 @@ _SETTLED_JS = """
     if (box.width === 0 || box.height === 0 || !gd._fullData) continue;
     charts += 1;
     if (h && !h.old.has(gd._fullData)) redrawn += 1;
+  }
+  for (const el of document.querySelectorAll('.hcl-live-chart')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    charts += 1;
+    if (h && !h.old.has(el)) redrawn += 1;
   }
   const app = document.querySelector('[data-testid="stApp"]');
   return {heading: h1 ? h1.innerText.trim() : null, charts: charts, redrawn: redrawn,

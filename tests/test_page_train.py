@@ -8,6 +8,7 @@ real worker processes on digits; ``run_every`` fragments do not fire by themselv
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -60,6 +61,15 @@ def loss_curve(at: AppTest) -> dict:
     chart = next(c for c in at.get("plotly_chart") if "loss" in json.loads(c.proto.spec)["layout"]["yaxis"]
                  ["title"]["text"].lower())
     return json.loads(chart.proto.spec)
+
+
+def markup_charts(at: AppTest) -> list[str]:
+    """The bodies of the page's markup charts (hcl_core.plots.live and .markup), in page order."""
+    return [h.proto.body for h in at.get("html") if "hcl-live-chart" in h.proto.body]
+
+
+def chart_title(body: str) -> str:
+    return re.search(r'data-chart="([^"]*)"', body).group(1)
 
 
 def wait_for(condition, timeout: float = 60.0) -> None:
@@ -135,6 +145,10 @@ def test_start_trains_in_the_background_then_the_page_shows_the_finished_run(mod
     assert state.state == "finished", state.message
     assert "Finished in" in texts(at)
     assert not button(at, "Start").disabled and button(at, "Stop").disabled
+    # An ended run's charts are markup, as while it trained, until the reader asks for Plotly.
+    assert not at.get("plotly_chart") and len(markup_charts(at)) == 3  # loss, probe, geometry (no clamp)
+    at.toggle(key="train_interactive").set_value(True).run()
+    assert not at.exception and not markup_charts(at)
     # The loss curve holds every step; the probe chart the evaluations at epochs 0, 2 and 4.
     xs = values(loss_curve(at)["data"][0]["x"])
     assert len(xs) == state.total_steps == 4 * (200 // 200) and xs[-1] == state.total_steps
@@ -173,8 +187,13 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
     at.run()
     assert not button(at, "Start").disabled and button(at, "Stop").disabled
     assert any("stopped by the user" in w.value for w in at.warning)
-    assert loss_curve(at)["data"] and not [h for h in at.get("html") if "hcl-live-chart" in h.proto.body]
-    # loss, probe, geometry and (HCL) the clamp: interactive, with downloads
+    # loss, probe, geometry and (HCL) the clamp: markup as while it trained, now with downloads
+    assert [chart_title(b) for b in markup_charts(at)] == [chart_title(b) for b in live]
+    assert not at.get("plotly_chart") and len(at.get("download_button")) >= 8
+    # and interactive on request
+    at.toggle(key="train_interactive").set_value(True).run()
+    assert not at.exception, at.exception
+    assert loss_curve(at)["data"] and not markup_charts(at)
     assert [c.key for c in at.get("plotly_chart")] == ["loss_curve", "geometry", "probe_curve", "clamp"]
     runs, _ = list_runs(models)
     assert [r.state for r in runs] == ["stopped"]
