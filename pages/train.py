@@ -228,9 +228,14 @@ def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: boo
 
 
 def _interactive_toggle() -> bool:
-    """Whether an ended run's charts are Plotly figures: the reader's choice, kept across pages."""
-    if INTERACTIVE_KEY in st.session_state:  # a widget's value is dropped on a page without it; this keeps it
-        st.session_state[INTERACTIVE_KEY] = st.session_state[INTERACTIVE_KEY]
+    """Whether an ended run's charts are Plotly figures: the reader's choice, kept across pages
+    (Streamlit drops a widget's value in a run that does not draw it: it is kept aside, as
+    :func:`_keep_hidden_values` keeps the controls')."""
+    saved = INTERACTIVE_KEY + "_saved"
+    if INTERACTIVE_KEY in st.session_state:
+        st.session_state[saved] = st.session_state[INTERACTIVE_KEY] = st.session_state[INTERACTIVE_KEY]
+    elif saved in st.session_state:
+        st.session_state[INTERACTIVE_KEY] = st.session_state[saved]
     return st.toggle("Interactive charts", key=INTERACTIVE_KEY,
                      help="Draw these charts with Plotly: values on hover, zoom, legend clicks. Off: the light "
                           "charts the page draws while a run trains, which show at once (each Plotly chart "

@@ -227,3 +227,29 @@ def test_hidden_beta_and_tau_plus_come_back_with_their_values_after_a_run_of_a_l
     assert query.get("tau") == ["0.55"], page.url
     assert "beta" not in query and "tau_plus" not in query, f"β or τ⁺ changed: {page.url}"
     _assert_no_exception(page, "loss switch after a run")
+
+
+def test_an_ended_runs_charts_are_light_until_the_interactive_toggle_which_stays_on_across_pages(app):
+    """The Train page opens on an ended run without Plotly (its charts are markup, as while it
+    trained); the toggle draws them with Plotly, and a visit to another page keeps it on."""
+    from hcl_core.config import RunConfig
+    from hcl_core.train import train
+
+    server, page = app
+    config = RunConfig(loss="hcl", epochs=2, max_train=200, eval_size=100, snapshot_every=1, threads=1)
+    train(config, root=server.models_dir)
+    page.goto(server.url + "/?" + "&".join(f"{k}={v}" for k, v in config.to_query().items()), wait_until="load")
+    wait_for_app(page)
+    markup, plotly = page.locator('[data-testid="stMain"] .hcl-live-chart'), page.locator(".js-plotly-plot")
+    expect(markup).to_have_count(4, timeout=30_000)  # loss, probe, geometry, HCL's clamp
+    assert plotly.count() == 0
+    page.get_by_text("Interactive charts", exact=True).click()
+    expect(plotly).to_have_count(4, timeout=30_000)
+    assert markup.count() == 0
+    for title in ("Compare", "Train"):
+        page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
+        page.get_by_role("heading", name="Compare" if title == "Compare" else "Hardness Explorer").first.wait_for(
+            timeout=30_000)
+    expect(plotly).to_have_count(4, timeout=30_000)
+    expect(page.get_by_role("switch", name="Interactive charts")).to_be_checked()
+    _assert_no_exception(page, "Train after the interactive toggle and a page switch")
