@@ -94,6 +94,24 @@ def test_text_is_escaped_and_unsupported_figures_raise_instead_of_drawing_wrong(
         figure_html(go.Figure(go.Scatter(x=[0], y=[0])).add_annotation(x=0, y=0, text="here", showarrow=True))
     with pytest.raises(ValueError, match="horizontal"):
         figure_html(go.Figure(go.Scatter(x=[0, 1], y=[0, 1])).add_vline(x=0.5))
+    line = go.Figure(go.Scatter(x=[0, 1], y=[0, 1]))
+    with pytest.raises(ValueError, match="xref='x', yref='y'"):  # a label at a data x would sit at an end
+        figure_html(go.Figure(line).add_annotation(x=0.5, y=0.5, text="here", showarrow=False))
+    with pytest.raises(ValueError, match="yref='y domain'"):
+        figure_html(go.Figure(line).add_annotation(x=0.5, xref="x domain", y=1, yref="y domain", text="top",
+                                                   showarrow=False))
+    with pytest.raises(ValueError, match="shift"):
+        figure_html(go.Figure(line).add_annotation(x=0, xref="paper", y=0.5, text="up", yshift=10, showarrow=False))
+    with pytest.raises(ValueError, match="round markers, not 'square'"):
+        figure_html(go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker=dict(symbol="square"))))
+
+
+def test_a_legend_entry_of_markers_shows_a_dot_of_their_colour_and_of_lines_a_line_of_theirs():
+    fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="line", line=dict(color="#112233")),
+                     go.Scatter(x=[0, 1], y=[1, 0], mode="markers", name="dots", marker=dict(color="#445566"))])
+    markup = figure_html(fig)
+    assert "border-top:2.5px solid #112233" in markup and "background:#445566" in markup
+    assert "solid #445566" not in markup and "#636efa" not in markup  # no stand-in colour for the dots
 
 
 @pytest.mark.parametrize("position", ["top right", "bottom right", "top left", "bottom left", None])

@@ -1,19 +1,21 @@
-"""A Plotly figure drawn as markup: for charts redrawn at every live refresh.
+"""A Plotly figure drawn as markup: for charts that must cost the browser next to nothing.
 
 While a run trains, its evaluation charts (probe accuracy, geometry, clamp) and Compare's overlaid
 curves change at every refresh (every 2 s). Streamlit's Plotly element builds each such chart's
 DOM anew, and draws it twice on mount; on two cores the CPU comes out of the training worker: a
 default digits run (an evaluation every 5 epochs) trained at 0.69 of the bare loop's speed with
 the page open and 1.00 with it closed (BENCHMARKS.md). :func:`figure_html` draws the same figure
-as HTML + SVG, the way :mod:`.live` draws the loss: the pages show it while runs train and the
-interactive Plotly figure, with its downloads, once they have ended.
+as HTML + SVG, the way :mod:`.live` draws the loss. The one-click comparison shows it while its
+runs train and the interactive figures once they have ended; the Train page shows it for ended
+runs too (a page switch or a Stop then draws no Plotly chart), and Plotly on request.
 
 It reads the figure, so the figure builders stay the one place that decides what a chart shows:
-scatter traces (lines, markers, both; colour, width, dash, opacity, gaps at ``None``), bar traces,
-horizontal lines (``add_hline``: dash, colour, opacity), annotations placed on an axis or on the
-paper (line labels, subplot titles, messages), side-by-side subplots (their x domains), fixed
-axis ranges, ``.0%`` tick formats, axis titles, the title and the legend. Anything else raises
-``ValueError``, so an unsupported figure is never drawn wrong.
+scatter traces (lines, round markers, both; colour, width, dash, opacity, gaps at ``None``), bar
+traces, horizontal lines (``add_hline``: dash, colour, opacity), annotations at a line's height at
+an end of its panel (line labels) or on the paper (subplot titles, messages), side-by-side
+subplots (their x domains), fixed axis ranges, ``.0%`` tick formats, axis titles, the title and
+the legend. Anything else (vertical lines and bands, other marker symbols, labels at a data x or
+shifted in pixels) raises ``ValueError``, so an unsupported figure is never drawn wrong.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def _panels(fig: Any) -> list[_Panel]:
     for trace in fig.data:
         if trace.type not in ("scatter", "bar"):
             raise ValueError(f"figure_html draws scatter and bar traces, not {trace.type!r}")
+        if trace.type == "scatter" and trace.marker.symbol not in (None, "circle"):
+            raise ValueError(f"figure_html draws round markers, not {trace.marker.symbol!r}")
         key = (trace.xaxis or "x", trace.yaxis or "y")
         panels.setdefault(key, _Panel(*key, layout)).traces.append(trace)
     if not panels:
@@ -104,8 +108,16 @@ def _panels(fig: Any) -> list[_Panel]:
     for note in layout.annotations or ():
         if note.showarrow:
             raise ValueError("figure_html does not draw annotations with arrows")
-        if (note.yref or "y") in by_y:
-            by_y[note.yref or "y"].labels.append(note)
+        if note.xshift or note.yshift:
+            raise ValueError("figure_html does not shift annotations (xshift, yshift)")
+        xref, yref = note.xref or "x", note.yref or "y"
+        if xref == "paper" and yref == "paper":
+            continue  # drawn on the whole plot area by figure_html
+        # a line's label: at the line's height on an axis, at an end of the panel
+        if yref not in by_y or not (xref == "paper" or xref.endswith(" domain")):
+            raise ValueError("figure_html places annotations on the paper, or at a height on a y axis and an end "
+                             f"of the panel (x on the paper or an x domain), not at xref={xref!r}, yref={yref!r}")
+        by_y[yref].labels.append(note)
     return sorted(panels.values(), key=lambda p: p.xdomain)
 
 
@@ -218,9 +230,6 @@ def figure_html(fig: Any) -> str:
     finite point drawn), as :func:`~hcl_core.plots.live.live_loss_html` does.
     """
     layout = fig.layout
-    for note in layout.annotations or ():
-        if (note.xref or "x") != "paper" and (note.yref or "y") == "paper":
-            raise ValueError("figure_html places annotations on an axis or on the paper, not both")
     panels = _panels(fig)
     height = int(layout.height or 300)
     title = _plain(layout.title.text if layout.title else "")
@@ -232,10 +241,13 @@ def figure_html(fig: Any) -> str:
         for t in fig.data:
             if t.showlegend is False or not t.name:
                 continue
-            color = (t.marker.color if t.type == "bar" else t.line.color) or "#636efa"
+            dots = t.type == "scatter" and "lines" not in (t.mode or "lines")
+            color = (t.marker.color if t.type == "bar" or dots else t.line.color) or "#636efa"
+            swatch = (f"width:8px;height:8px;border-radius:50%;background:{color};margin:0 7px" if dots
+                      else f"width:22px;height:0;border-top:2.5px solid {color}")
             legend.append(f'<span style="display:inline-flex;align-items:center;margin-right:14px">'
-                          f'<span style="display:inline-block;width:22px;height:0;border-top:2.5px solid {color};'
-                          f'margin-right:5px"></span>{_plain(t.name)}</span>')
+                          f'<span style="display:inline-block;{swatch};margin-right:5px"></span>'
+                          f"{_plain(t.name)}</span>")
     if legend:
         top += _LEGEND_PX
     drawn = [_panel_html(p) for p in panels]
