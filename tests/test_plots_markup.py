@@ -92,8 +92,10 @@ def test_text_is_escaped_and_unsupported_figures_raise_instead_of_drawing_wrong(
         figure_html(go.Figure(go.Heatmap(z=[[1, 2], [3, 4]])))
     with pytest.raises(ValueError, match="arrows"):
         figure_html(go.Figure(go.Scatter(x=[0], y=[0])).add_annotation(x=0, y=0, text="here", showarrow=True))
-    with pytest.raises(ValueError, match="horizontal"):
-        figure_html(go.Figure(go.Scatter(x=[0, 1], y=[0, 1])).add_vline(x=0.5))
+    with pytest.raises(ValueError, match="'circle' shape"):
+        figure_html(go.Figure(go.Scatter(x=[0, 1], y=[0, 1])).add_shape(type="circle", x0=0, x1=1, y0=0, y1=1))
+    with pytest.raises(ValueError, match="'line' shape"):  # a slanted line
+        figure_html(go.Figure(go.Scatter(x=[0, 1], y=[0, 1])).add_shape(type="line", x0=0, x1=1, y0=0, y1=1))
     line = go.Figure(go.Scatter(x=[0, 1], y=[0, 1]))
     with pytest.raises(ValueError, match="xref='x', yref='y'"):  # a label at a data x would sit at an end
         figure_html(go.Figure(line).add_annotation(x=0.5, y=0.5, text="here", showarrow=False))
@@ -102,8 +104,8 @@ def test_text_is_escaped_and_unsupported_figures_raise_instead_of_drawing_wrong(
                                                    showarrow=False))
     with pytest.raises(ValueError, match="shift"):
         figure_html(go.Figure(line).add_annotation(x=0, xref="paper", y=0.5, text="up", yshift=10, showarrow=False))
-    with pytest.raises(ValueError, match="round markers, not 'square'"):
-        figure_html(go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker=dict(symbol="square"))))
+    with pytest.raises(ValueError, match="square markers, not 'diamond'"):
+        figure_html(go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker=dict(symbol="diamond"))))
 
 
 def test_a_legend_entry_of_markers_shows_a_dot_of_their_colour_and_of_lines_a_line_of_theirs():
@@ -126,3 +128,26 @@ def test_add_hlines_draws_what_add_hline_draws(position):
     plotly = go.Figure(go.Scatter(x=[0, 1], y=[0, 1])).add_hline(**h).layout.to_plotly_json()
     assert ours["shapes"] == plotly["shapes"]
     assert ours.get("annotations", []) == plotly.get("annotations", [])
+
+
+def test_vertical_bands_and_lines_sit_at_their_x_and_a_lines_label_above_the_panel():
+    """What the Theory page's bound chart holds: a tinted β range, a dotted crossing with its
+    label on top (add_vrect, add_vline), square markers, and a legend of dashed and dotted lines."""
+    fig = go.Figure([go.Scatter(x=[0, 10], y=[0, 1], mode="lines+markers", name="sq", marker=dict(symbol="square")),
+                     go.Scatter(x=[0, 10], y=[1, 0], mode="lines", name="dotted", line=dict(dash="dot"),
+                                opacity=0.6)])
+    fig.add_vrect(x0=2, x1=4, fillcolor="rgba(0,158,115,0.1)", line_width=0, layer="below")
+    fig.add_vline(x=5, line=dict(dash="dot", color="#999999"), annotation_text="β ≈ 5", annotation_position="top")
+    chart = ChartMarkup(figure_html(fig))
+    band = re.search(r"class='hcl-band' d='M([-\d.]+) 0H([-\d.]+)V", chart.svg)
+    x0, x1 = 10 * 0.06, 10 + 10 * 0.06  # markers: the x range is padded by 6 % on each side
+    to_x = lambda v: (v + x0) / (x1 + x0) * VIEW  # noqa: E731
+    assert float(band[1]) == pytest.approx(to_x(2), abs=0.1) and float(band[2]) == pytest.approx(to_x(4), abs=0.1)
+    assert "fill='rgba(0,158,115,0.1)'" in chart.svg and chart.svg.index("hcl-band") < chart.svg.index("hcl-line")
+    line = re.search(r"class='hcl-vline' d='M([-\d.]+) 0V", chart.svg)
+    assert float(line[1]) == pytest.approx(to_x(5), abs=0.1) and "stroke-dasharray='2 3'" in chart.svg
+    assert "β ≈ 5" in chart.texts
+    markup = figure_html(fig)
+    assert f"left:{to_x(5) / VIEW * 100:.2f}%;top:0.00%;transform:translate(-50%,-100%)" in markup
+    assert "stroke-linecap='square'" in chart.svg  # the square markers
+    assert "2.5px dotted" in markup and "opacity:0.6" in markup  # the dotted line's legend entry

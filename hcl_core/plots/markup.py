@@ -34,7 +34,7 @@ __all__ = ["figure_html"]
 _DASH = {None: None, "solid": None, "dash": "6 4", "dot": "2 3", "dashdot": "6 3 2 3", "longdash": "10 4"}
 _STROKE = 'fill="none" vector-effect="non-scaling-stroke" stroke-linejoin="round" stroke-linecap="round"'
 _LABEL = f"position:absolute;color:{_TICK};font-size:12px;white-space:nowrap;line-height:1"
-_LEGEND_PX = 22  # the legend's row under the title
+_SYMBOLS = {None: "round", "circle": "round", "square": "square"}  # marker symbol -> the dots' line cap
 
 
 _PLOTLY_TAG = re.compile(r"</?(?:b|i|em|sup|sub|span|a|br)\b[^<>]*>", re.IGNORECASE)
@@ -54,12 +54,15 @@ class _Panel:
 
     def __init__(self, xname: str, yname: str, layout: Any):
         self.xaxis, self.yaxis = layout[_axis_key(xname)], layout[_axis_key(yname)]
-        self.yname = yname
+        self.xname, self.yname = xname, yname
         self.xdomain = tuple(self.xaxis.domain or (0.0, 1.0))
         self.ydomain = tuple(self.yaxis.domain or (0.0, 1.0))
         self.traces: list[Any] = []
         self.hlines: list[Any] = []
-        self.labels: list[Any] = []
+        self.vlines: list[Any] = []  # over the panel's height (add_vline)
+        self.bands: list[Any] = []  # over the panel's height (add_vrect)
+        self.labels: list[Any] = []  # at a height on the y axis, at an end of the panel
+        self.x_labels: list[Any] = []  # at a data x, at a height on the panel (add_vline's label)
 
 
 def _axis_key(name: str) -> str:
@@ -94,17 +97,29 @@ def _panels(fig: Any) -> list[_Panel]:
     for trace in fig.data:
         if trace.type not in ("scatter", "bar"):
             raise ValueError(f"figure_html draws scatter and bar traces, not {trace.type!r}")
-        if trace.type == "scatter" and trace.marker.symbol not in (None, "circle"):
-            raise ValueError(f"figure_html draws round markers, not {trace.marker.symbol!r}")
+        if trace.type == "scatter" and trace.marker.symbol not in _SYMBOLS:
+            raise ValueError(f"figure_html draws round and square markers, not {trace.marker.symbol!r}")
         key = (trace.xaxis or "x", trace.yaxis or "y")
         panels.setdefault(key, _Panel(*key, layout)).traces.append(trace)
     if not panels:
         panels[("x", "y")] = _Panel("x", "y", layout)
     by_y = {p.yname: p for p in panels.values()}
+    by_x = {p.xname: p for p in panels.values()}
     for shape in layout.shapes or ():
-        if shape.type != "line" or shape.y0 != shape.y1 or (shape.yref or "y") not in by_y:
-            raise ValueError("figure_html draws horizontal lines only (add_hline)")
-        by_y[shape.yref or "y"].hlines.append(shape)
+        xref, yref = shape.xref or "x", shape.yref or "y"
+        if shape.type == "line" and shape.y0 == shape.y1 and yref in by_y:
+            by_y[yref].hlines.append(shape)
+            continue
+        panel = by_x.get(xref)
+        tall = panel is not None and yref == f"{panel.yname} domain" and (shape.y0, shape.y1) == (0, 1)
+        if tall and shape.type == "line" and shape.x0 == shape.x1:
+            panel.vlines.append(shape)
+        elif tall and shape.type == "rect" and not (shape.line.width or 0):
+            panel.bands.append(shape)
+        else:
+            raise ValueError("figure_html draws horizontal lines (add_hline), and vertical lines and bands without "
+                             "a border over a panel's height (add_vline, add_vrect), not this "
+                             f"{shape.type!r} shape (xref={xref!r}, yref={yref!r})")
     for note in layout.annotations or ():
         if note.showarrow:
             raise ValueError("figure_html does not draw annotations with arrows")
@@ -113,6 +128,9 @@ def _panels(fig: Any) -> list[_Panel]:
         xref, yref = note.xref or "x", note.yref or "y"
         if xref == "paper" and yref == "paper":
             continue  # drawn on the whole plot area by figure_html
+        if xref in by_x and yref == f"{by_x[xref].yname} domain":  # a vertical line's label
+            by_x[xref].x_labels.append(note)
+            continue
         # a line's label: at the line's height on an axis, at an end of the panel
         if yref not in by_y or not (xref == "paper" or xref.endswith(" domain")):
             raise ValueError("figure_html places annotations on the paper, or at a height on a y axis and an end "
@@ -127,7 +145,8 @@ def _panel_html(p: _Panel) -> tuple[str, int]:
     ys = [_values(t.y) for t in p.traces]
     bars = any(t.type == "bar" for t in p.traces)
     markers = any("markers" in (t.mode or "") for t in p.traces if t.type == "scatter")
-    x0, x1 = _range(p.xaxis, xs, pad=0.06 if markers else 0.0)
+    tall = [_values([v for s in p.vlines + p.bands for v in (s.x0, s.x1)])]
+    x0, x1 = _range(p.xaxis, xs + tall, pad=0.06 if markers else 0.0)
     width = 1.0  # of a bar: the smallest gap between two bars' x
     if bars:
         at = np.unique(np.concatenate([x[np.isfinite(x)] for x in xs]))
@@ -149,8 +168,17 @@ def _panel_html(p: _Panel) -> tuple[str, int]:
     y_ticks = nice_ticks(y0, y1)
     x_ticks = nice_ticks(x0, x1, integer=all(np.allclose(x, np.round(x)) for x in xs if len(x)))
     x_ticks = x_ticks[(x_ticks >= x0) & (x_ticks <= x1)]
-    parts = [f'<path d="{"".join(f"M0 {v:.1f}H{VIEW:g}" for v in to_y(y_ticks))}" stroke="{_GRID}" '
-             f'stroke-width="1" {_STROKE}/>']
+    parts = [f'<path class="hcl-band" d="M{float(to_x(b.x0)):.1f} 0H{float(to_x(b.x1)):.1f}V{VIEW:g}'
+             f'H{float(to_x(b.x0)):.1f}Z" fill="{b.fillcolor or _GRID}" '
+             f'fill-opacity="{b.opacity if b.opacity is not None else 1}" stroke="none"/>' for b in p.bands]
+    parts.append(f'<path d="{"".join(f"M0 {v:.1f}H{VIEW:g}" for v in to_y(y_ticks))}" stroke="{_GRID}" '
+                 f'stroke-width="1" {_STROKE}/>')
+    for s in p.vlines:
+        dash = _DASH.get(s.line.dash)
+        parts.append(f'<path class="hcl-vline" d="M{float(to_x(s.x0)):.1f} 0V{VIEW:g}" '
+                     f'stroke="{s.line.color or _TICK}" stroke-width="{s.line.width or 1}" '
+                     f'stroke-opacity="{s.opacity if s.opacity is not None else 1}"'
+                     + (f' stroke-dasharray="{dash}"' if dash else "") + f" {_STROKE}/>")
     for s in p.hlines:
         dash = _DASH.get(s.line.dash)
         parts.append(f'<path class="hcl-hline" d="M0 {float(to_y(s.y0)):.1f}H{VIEW:g}" '
@@ -179,8 +207,9 @@ def _panel_html(p: _Panel) -> tuple[str, int]:
                          f'stroke-width="{trace.line.width or 2}" stroke-opacity="{alpha:g}"'
                          + (f' stroke-dasharray="{dash}"' if dash else "") + f" {_STROKE}/>")
         if "markers" in mode:
-            parts.append(f'<path class="hcl-dots" d="{_dots(px, py)}" stroke="{color}" '
-                         f'stroke-width="{trace.marker.size or 6}" stroke-opacity="{alpha:g}" {_STROKE}/>')
+            dots = f'<path class="hcl-dots" d="{_dots(px, py)}" stroke="{trace.marker.color or color}" ' \
+                   f'stroke-width="{trace.marker.size or 6}" stroke-opacity="{alpha:g}" {_STROKE}/>'
+            parts.append(dots.replace('stroke-linecap="round"', f'stroke-linecap="{_SYMBOLS[trace.marker.symbol]}"'))
     box = f"{-_BLEED:g} {-_BLEED:g} {VIEW + 2 * _BLEED:g} {VIEW + 2 * _BLEED:g}"
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{box}" preserveAspectRatio="none">'
            + "".join(parts) + "</svg>").replace('"', "'")
@@ -198,6 +227,14 @@ def _panel_html(p: _Panel) -> tuple[str, int]:
         labels.append(f'<div class="hcl-note" style="{_LABEL};color:{color};font-size:{size}px;'
                       f'{"right" if right else "left"}:4px;top:{_percent(float(to_y(note.y))):.2f}%;'
                       f'transform:translateY({"-115%" if above else "15%"})">{_plain(note.text)}</div>')
+    for note in p.x_labels:  # a vertical line's label, e.g. above the panel (yanchor bottom at y = 1)
+        color = (note.font.color if note.font else None) or _TEXT
+        size = (note.font.size if note.font else None) or 12
+        x_shift = {"left": "0", "right": "-100%"}.get(note.xanchor or "center", "-50%")
+        y_shift = {"bottom": "-100%", "top": "0"}.get(note.yanchor or "middle", "-50%")
+        labels.append(f'<div class="hcl-note" style="{_LABEL};color:{color};font-size:{size}px;'
+                      f'left:{_percent(float(to_x(note.x))):.2f}%;top:{(1 - float(note.y or 0)) * 100:.2f}%;'
+                      f'transform:translate({x_shift},{y_shift})">{_plain(note.text)}</div>')
     if p.xaxis.title and p.xaxis.title.text:
         labels.append(f'<div style="position:absolute;left:0;right:0;top:calc(100% + 26px);text-align:center;'
                       f'color:{_TICK};font-size:14px">{_plain(p.xaxis.title.text)}</div>')
@@ -243,24 +280,32 @@ def figure_html(fig: Any) -> str:
                 continue
             dots = t.type == "scatter" and "lines" not in (t.mode or "lines")
             color = (t.marker.color if t.type == "bar" or dots else t.line.color) or "#636efa"
-            swatch = (f"width:8px;height:8px;border-radius:50%;background:{color};margin:0 7px" if dots
-                      else f"width:22px;height:0;border-top:2.5px solid {color}")
-            legend.append(f'<span style="display:inline-flex;align-items:center;margin-right:14px">'
+            corner = "0" if t.marker.symbol == "square" else "50%"
+            style = {None: "solid", "solid": "solid", "dot": "dotted"}.get(t.line.dash if t.type == "scatter" else None,
+                                                                            "dashed")
+            swatch = (f"width:9px;height:9px;border-radius:{corner};background:{color};margin:0 6px" if dots
+                      else f"width:22px;height:0;border-top:2.5px {style} {color}")
+            if t.opacity is not None:
+                swatch += f";opacity:{float(t.opacity):g}"
+            legend.append(f'<span style="display:inline-flex;align-items:center;white-space:nowrap">'
                           f'<span style="display:inline-block;{swatch};margin-right:5px"></span>'
                           f"{_plain(t.name)}</span>")
-    if legend:
-        top += _LEGEND_PX
     drawn = [_panel_html(p) for p in panels]
     notes = [_paper_note(n) for n in layout.annotations or () if n.xref == "paper" and n.yref == "paper"]
     points = sum(n for _, n in drawn)
-    legend_row = (f'<div style="position:absolute;left:0;top:{top - _LEGEND_PX - 4}px;font-size:13px;'
-                  f'white-space:nowrap;overflow:hidden">{"".join(legend)}</div>' if legend else "")
+    # The legend wraps onto as many rows as it needs, and the plot area keeps what is left of the
+    # figure's height, as Plotly grows its top margin for a legend (hcl_core.plots.styled).
+    # One row starts the plot 22 px lower, each more row 20 px.
+    legend_rows = (f'<div style="display:flex;flex-wrap:wrap;gap:2px 14px;font-size:13px;line-height:18px;'
+                   f'margin-bottom:8px">{"".join(legend)}</div>' if legend else "")
     return (
         f'<div class="hcl-live-chart hcl-figure" role="img" aria-label="{title}: {points} points" '
         f'data-chart="{title}" data-points="{points}" '
-        f'style="position:relative;height:{height}px;font-family:{html.escape(_FONT)};color:{_TEXT}">'
-        f'<div style="position:absolute;left:0;top:4px;font-size:15px;font-weight:600">{title}</div>{legend_row}'
-        f'<div style="position:absolute;left:{left}px;right:{right}px;top:{top}px;bottom:{bottom}px">'
+        f'style="position:relative;height:{height}px;display:flex;flex-direction:column;'
+        f'font-family:{html.escape(_FONT)};color:{_TEXT}">'
+        f'<div style="flex:none;height:{top - 4 if legend else top}px;padding-top:4px;box-sizing:border-box;'
+        f'font-size:15px;font-weight:600">{title}</div>{legend_rows}'
+        f'<div style="position:relative;flex:1;min-height:0;margin:0 {right}px {bottom}px {left}px">'
         + "".join(h for h, _ in drawn) + "".join(notes) + "</div></div>"
     )
 
