@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from hcl_core.plots.markup import figure_html
 from hcl_core.plots.theory import bound_figure, gap_figure, negatives_figure
 from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError, load_run
@@ -26,6 +27,7 @@ from hcl_core.theory import (
     theory_curves,
 )
 from ui import all_runs, load_snapshot, pick_run, run_label
+from ui.figures import figure_downloads, interactive_charts, show_chart
 from ui.formulas import FORMULAS
 from ui.glossary import glossary
 from ui.navigation import through_app
@@ -97,18 +99,24 @@ def negatives(run_path: str, epoch: int, mtime: float, tau: float, beta: float):
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def bound_figures(key: tuple, title: str, *, _c: TheoryCurves) -> dict:
-    """The two bound figures of one set of curves (``key``: what the curves were computed from).
+    """The two bound figures of one set of curves (``key``: what the curves were computed from),
+    each as ``(figure, markup)``.
 
     Built once per snapshot, τ and β range: rebuilding them was most of a page switch's server
     time (BENCHMARKS.md). Nothing mutates them afterwards.
     """
-    return {p: bound_figure(_c.variant(p), title=title, height=400) for p in ("partner", "all")}
+    return {p: _with_markup(bound_figure(_c.variant(p), title=title, height=400)) for p in ("partner", "all")}
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def gap_figures(key: tuple, *, _by_epoch: dict) -> dict:
-    """The two over-training figures of one run's snapshots (``key``: epochs, stamps and τ)."""
-    return {p: gap_figure(_by_epoch, positives=p, height=360) for p in ("partner", "all")}
+    """The two over-training figures of one run's snapshots (``key``: epochs, stamps and τ), each as
+    ``(figure, markup)``."""
+    return {p: _with_markup(gap_figure(_by_epoch, positives=p, height=360)) for p in ("partner", "all")}
+
+
+def _with_markup(fig) -> tuple:
+    return fig, figure_html(fig)
 
 
 run = pick_run("Run", key="theory_run")
@@ -135,6 +143,7 @@ except _UNREADABLE as e:
     st.stop()
 
 st.markdown(compare_variants(c))
+interactive = interactive_charts()
 bounds = bound_figures((str(run.path), epoch, snapshot_mtime(run, epoch), float(tau), betas),
                        f"{run_label(run)} · epoch {epoch}", _c=c)
 for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), strict=True):
@@ -146,9 +155,12 @@ for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), stric
               help=f"β from {betas[0]:g} to {betas[-1]:g}: {', '.join(f'{b:g}' for b in betas)}")
     m2.metric("Verdict changes at", ", ".join(f"β ≈ {b:.2g}" for b in cross[:2]) + (" …" if len(cross) > 2 else "")
               if cross else "nowhere", help="Where H-UCL − H-SCL changes sign (interpolated), in the β range shown.")
-    col.plotly_chart(bounds[positives], key=f"theory_bound_{positives}",
-                     config={"displaylogo": False,
-                             "toImageButtonOptions": {"filename": f"theory-{positives}-{run.run_id}-e{epoch}"}})
+    with col:
+        show_chart(*bounds[positives], interactive=interactive, key=f"theory_bound_{positives}",
+                   config={"displaylogo": False,
+                           "toImageButtonOptions": {"filename": f"theory-{positives}-{run.run_id}-e{epoch}"}})
+        figure_downloads(bounds[positives][0], f"theory-{positives}-{run.run_id}-e{epoch}",
+                         key=f"theory_bound_{positives}")
     col.markdown(describe(v))
 st.caption(f"Trained with {LOSSES[run.config.loss].label}. Loss values are in nats; UCL (InfoNCE, no β) = "
            f"{c.ucl:.3f}. With {c.negatives} negatives a random encoder scores about log({c.negatives + 1}) = "
@@ -159,16 +171,20 @@ if len(epochs) > 1:
     try:
         with st.spinner("Evaluating every snapshot…"):
             by_epoch = {e: run_curves(run, e, float(tau), COARSE_BETAS, diagnostics=False) for e in epochs}
-        gaps = gap_figures((str(run.path), tuple((e, snapshot_mtime(run, e)) for e in epochs), float(tau)),
-                           _by_epoch=by_epoch)
+            stamps = tuple((e, snapshot_mtime(run, e)) for e in epochs)
+    except _UNREADABLE as e:
+        st.warning(f"Some snapshots could not be read: {e}")
+    else:
+        gaps = gap_figures((str(run.path), stamps, float(tau)), _by_epoch=by_epoch)
         for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), strict=True):
-            col.plotly_chart(gaps[positives], key=f"theory_gap_{positives}",
-                             config={"displaylogo": False})
+            with col:
+                show_chart(*gaps[positives], interactive=interactive, key=f"theory_gap_{positives}",
+                           config={"displaylogo": False})
+                figure_downloads(gaps[positives][0], f"theory-margin-{positives}-{run.run_id}",
+                                 key=f"theory_gap_{positives}")
         st.caption("Each line is one snapshot (darker = later), on a coarse β grid. A random encoder (epoch 0) "
                    "sits near 0: every loss is about log of the number of negatives. Training moves the margin "
                    "up (the bound holds with room to spare) or down (H-SCL is the larger loss).")
-    except _UNREADABLE as e:
-        st.warning(f"Some snapshots could not be read: {e}")
 else:
     st.caption("This run has a single snapshot.")
 

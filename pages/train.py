@@ -17,7 +17,7 @@ from hcl_core.store import RunFileError, load_run
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run, run_history
 from ui.comparison import comparison_form, job_queue, live_comparison
 from ui.controls import KEY, field_control, field_help
-from ui.figures import figure_downloads
+from ui.figures import figure_downloads, interactive_charts, show_chart
 from ui.formulas import EXPLANATIONS, FORMULAS
 from ui.glossary import glossary
 from ui.navigation import through_app
@@ -27,7 +27,6 @@ through_app()  # first: a deep link to a fresh server must run through app.py
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 STOP_WAIT_S = 0.5  # how long Stop waits for the worker before the page reruns
-INTERACTIVE_KEY = "train_interactive"  # the "Interactive charts" toggle of an ended run
 
 
 # ------------------------------------------------------------------------------------------
@@ -227,21 +226,6 @@ def _evaluation_figures(run_key: str, n_evals: int, loss: str, has_baseline: boo
     return tuple((f, figure_html(f)) if f is not None else None for f in figures)
 
 
-def _interactive_toggle() -> bool:
-    """Whether an ended run's charts are Plotly figures: the reader's choice, kept across pages
-    (Streamlit drops a widget's value in a run that does not draw it: it is kept aside, as
-    :func:`_keep_hidden_values` keeps the controls')."""
-    saved = INTERACTIVE_KEY + "_saved"
-    if INTERACTIVE_KEY in st.session_state:
-        st.session_state[saved] = st.session_state[INTERACTIVE_KEY] = st.session_state[INTERACTIVE_KEY]
-    elif saved in st.session_state:
-        st.session_state[INTERACTIVE_KEY] = st.session_state[saved]
-    return st.toggle("Interactive charts", key=INTERACTIVE_KEY,
-                     help="Draw these charts with Plotly: values on hover, zoom, legend clicks. Off: the light "
-                          "charts the page draws while a run trains, which show at once (each Plotly chart "
-                          "costs a small machine's browser about 0.1 s to draw). The downloads are the same.")
-
-
 def _render(s: JobState) -> None:
     st.progress(s.progress if s.state != "finished" else 1.0, text=_status_line(s))
     if s.state == "failed":
@@ -266,7 +250,7 @@ def _render(s: JobState) -> None:
     # interactive ones for an ended run: a live run's change at every refresh, and redrawing Plotly
     # figures that often costs the training worker CPU; an ended run's show at once (the page
     # opens on one) and look the same as while it trained.
-    interactive = not s.active and _interactive_toggle()
+    interactive = not s.active and interactive_charts()
     probe, geometry, clamp = _evaluation_figures(s.run_dir or f"job {s.job_id}", len(s.evals), s.config.loss,
                                                  bool(s.baseline), raw_name, _evals=s.evals, _baseline=s.baseline)
     label = s.config.short_name()
@@ -277,10 +261,7 @@ def _render(s: JobState) -> None:
         charts += [("geometry", geometry)] + ([("clamp", clamp)] if clamp is not None else [])
     for (key, (fig, markup)), col in zip(charts, st.columns(2) * 2, strict=False):
         with col:
-            if interactive:
-                st.plotly_chart(fig, width="stretch", key=key)
-            else:
-                st.html(markup)
+            show_chart(fig, markup, interactive=interactive, key=key, width="stretch")
             if not s.active:  # PNG/SVG of an ended run (a live chart changes every refresh)
                 figure_downloads(fig, f"{label}-{key}", key=key)
     if s.state == "finished" and s.run_dir:

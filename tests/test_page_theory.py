@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -76,6 +77,14 @@ def test_a_real_run_shows_the_bound_its_reading_and_the_margin_over_training(mod
     at = run_page()
     assert [m.label for m in at.metric] == ["β values where H-SCL ≤ H-UCL", "Verdict changes at"] * 2
     assert at.metric[0].value.endswith("of 11") and at.metric[2].value.endswith("of 11")
+    # light charts first (no Plotly to draw on a page switch), the same figures with Plotly on request
+    light = [re.search(r'data-chart="([^"]*)"', h.proto.body).group(1) for h in at.get("html")
+             if "hcl-figure" in h.proto.body]
+    assert len(light) == 4 and light[2:] == ["The margin over training: H-SCL, partner only (authors&#x27; check)",
+                                             "The margin over training: H-SCL, all same-class positives"]
+    assert not at.get("plotly_chart")
+    at.toggle(key="interactive_charts").set_value(True).run()
+    assert not at.exception and not [h for h in at.get("html") if "hcl-figure" in h.proto.body]
     # side by side: the authors' check (partner only) first, then every same-class view a positive
     for key, first in (("theory_bound_partner", "H-SCL, partner only (authors' check)"),
                        ("theory_bound_all", "H-SCL, all same-class positives")):
@@ -93,6 +102,7 @@ def test_a_real_run_shows_the_bound_its_reading_and_the_margin_over_training(mod
 def test_controls_epoch_range_negatives_and_all_runs(models, trained):
     shutil.copytree(trained, models / "run")
     at = run_page()
+    at.toggle(key="interactive_charts").set_value(True).run()
     at.select_slider(key="theory_epoch").set_value(0).run()
     assert not at.exception
     assert "epoch 0" in chart(at, "theory_bound_partner")["layout"]["title"]["text"]

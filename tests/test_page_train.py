@@ -147,7 +147,7 @@ def test_start_trains_in_the_background_then_the_page_shows_the_finished_run(mod
     assert not button(at, "Start").disabled and button(at, "Stop").disabled
     # An ended run's charts are markup, as while it trained, until the reader asks for Plotly.
     assert not at.get("plotly_chart") and len(markup_charts(at)) == 3  # loss, probe, geometry (no clamp)
-    at.toggle(key="train_interactive").set_value(True).run()
+    at.toggle(key="interactive_charts").set_value(True).run()
     assert not at.exception and not markup_charts(at)
     # The loss curve holds every step; the probe chart the evaluations at epochs 0, 2 and 4.
     xs = values(loss_curve(at)["data"][0]["x"])
@@ -191,7 +191,7 @@ def test_stop_ends_a_running_job_and_start_is_enabled_again(models):
     assert [chart_title(b) for b in markup_charts(at)] == [chart_title(b) for b in live]
     assert not at.get("plotly_chart") and len(at.get("download_button")) >= 8
     # and interactive on request
-    at.toggle(key="train_interactive").set_value(True).run()
+    at.toggle(key="interactive_charts").set_value(True).run()
     assert not at.exception, at.exception
     assert loss_curve(at)["data"] and not markup_charts(at)
     assert [c.key for c in at.get("plotly_chart")] == ["loss_curve", "geometry", "probe_curve", "clamp"]

@@ -1,4 +1,9 @@
-"""Download buttons that give a chart as a PNG, SVG (or PDF, or interactive HTML) file, drawn on the server.
+"""How pages show charts: light or interactive, and download buttons that give a chart as a PNG, SVG
+(or PDF, or interactive HTML) file, drawn on the server.
+
+A chart with a markup form (:func:`hcl_core.plots.markup.figure_html`) is drawn as that unless
+the reader turns on :func:`interactive_charts`: a Plotly chart costs a small machine's browser
+about 0.1 s to draw (BENCHMARKS.md), and a page switch draws all of them again.
 
 ``figure_downloads(fig, name)`` puts a row of small buttons under a chart. Nothing is rendered
 while the page runs: each button holds a callable that Streamlit calls only when it is clicked
@@ -20,7 +25,11 @@ import streamlit as st
 
 from hcl_core.export.figures import FIGURE_FORMATS, figure_bytes, static_export_problem
 
-__all__ = ["FORMATS", "figure_downloads", "plotly_chart", "static_export_problem"]
+__all__ = ["FORMATS", "INTERACTIVE_KEY", "figure_downloads", "interactive_charts", "plotly_chart", "show_chart",
+           "static_export_problem"]
+
+#: The *Interactive charts* toggle's key: one choice for every page that offers the toggle.
+INTERACTIVE_KEY = "interactive_charts"
 
 #: Every format a button can offer, with its MIME type.
 FORMATS = {**FIGURE_FORMATS, "html": "text/html"}
@@ -89,3 +98,29 @@ def plotly_chart(fig: Any, *, key: str, name: str | None = None, formats: tuple[
     config = {"displaylogo": False, **kwargs.pop("config", {})}
     st.plotly_chart(fig, key=key, config=config, **kwargs)
     figure_downloads(fig, name or key, key=key, formats=formats)
+
+
+def interactive_charts() -> bool:
+    """The *Interactive charts* toggle: whether charts with a markup form are drawn with Plotly.
+
+    One choice for every page that shows the toggle, kept across pages: Streamlit drops a
+    widget's value in a run that does not draw it, so it is kept aside and put back.
+    """
+    saved = INTERACTIVE_KEY + "_saved"
+    if INTERACTIVE_KEY in st.session_state:
+        st.session_state[saved] = st.session_state[INTERACTIVE_KEY] = st.session_state[INTERACTIVE_KEY]
+    elif saved in st.session_state:
+        st.session_state[INTERACTIVE_KEY] = st.session_state[saved]
+    return st.toggle("Interactive charts", key=INTERACTIVE_KEY,
+                     help="Draw the charts below with Plotly: values on hover, zoom, legend clicks. Off: light "
+                          "charts that show at once (each Plotly chart costs a small machine's browser about "
+                          "0.1 s to draw, again at every visit). The downloads are the same either way.")
+
+
+def show_chart(fig: Any, markup: str | None, *, interactive: bool, key: str, **kwargs: Any) -> None:
+    """``fig`` with ``st.plotly_chart(fig, key=key, **kwargs)`` when ``interactive`` or when it has no
+    ``markup``; otherwise its markup."""
+    if interactive or markup is None:
+        st.plotly_chart(fig, key=key, **kwargs)
+    else:
+        st.html(markup)

@@ -74,7 +74,7 @@ def gap_figure(by_epoch: Mapping[int, TheoryCurves], *, positives: str = "all", 
             hovertemplate="β = %{x:g}<br>H-UCL − H-SCL = %{y:+.4f}<extra>epoch " + str(epoch) + "</extra>",
         ))
     add_hlines(fig, [dict(y=0, line=dict(color=MUTED, width=1.5))])
-    fig.add_annotation(xref="paper", yref="y", x=0.0, y=0, yshift=10, xanchor="left", showarrow=False,
+    fig.add_annotation(xref="paper", yref="y", x=0.0, y=0, xanchor="left", yanchor="bottom", showarrow=False,
                        text="above 0: H-SCL ≤ H-UCL holds", font=dict(color=MUTED, size=12))
     return styled(fig, title=f"The margin over training: {H_SCL_NAMES[positives]}", x="hardness β",
                   y="H-UCL − H-SCL (nats)", height=height)
