@@ -7,7 +7,7 @@ default digits run (an evaluation every 5 epochs) trained at 0.69 of the bare lo
 the page open and 1.00 with it closed (BENCHMARKS.md). :func:`figure_html` draws the same figure
 as HTML + SVG, the way :mod:`.live` draws the loss. The one-click comparison shows it while its
 runs train and the interactive figures once they have ended; the Train page shows it for ended
-runs too (a page switch or a Stop then draws no Plotly chart), and Plotly on request.
+runs too (a page switch or a Stop then draws no Plotly chart), and so does Theory; Plotly on request.
 
 It reads the figure, so the figure builders stay the one place that decides what a chart shows:
 scatter traces (lines, round markers, both; colour, width, dash, opacity, gaps at ``None``), bar
