@@ -139,6 +139,14 @@ def _panels(fig: Any) -> list[_Panel]:
     return sorted(panels.values(), key=lambda p: p.xdomain)
 
 
+def _rule(cls: str, d: str, shape: Any) -> str:
+    """A vertical or horizontal line shape as an SVG path (its colour, width, opacity and dash)."""
+    dash = _DASH.get(shape.line.dash)
+    return (f'<path class="{cls}" d="{d}" stroke="{shape.line.color or _TICK}" stroke-width="{shape.line.width or 1}" '
+            f'stroke-opacity="{shape.opacity if shape.opacity is not None else 1}"'
+            + (f' stroke-dasharray="{dash}"' if dash else "") + f" {_STROKE}/>")
+
+
 def _panel_html(p: _Panel) -> tuple[str, int]:
     """The panel's box (SVG image, ticks, line labels, axis titles) and the number of points drawn."""
     xs = [_values(t.x) for t in p.traces]
@@ -173,18 +181,8 @@ def _panel_html(p: _Panel) -> tuple[str, int]:
              f'fill-opacity="{b.opacity if b.opacity is not None else 1}" stroke="none"/>' for b in p.bands]
     parts.append(f'<path d="{"".join(f"M0 {v:.1f}H{VIEW:g}" for v in to_y(y_ticks))}" stroke="{_GRID}" '
                  f'stroke-width="1" {_STROKE}/>')
-    for s in p.vlines:
-        dash = _DASH.get(s.line.dash)
-        parts.append(f'<path class="hcl-vline" d="M{float(to_x(s.x0)):.1f} 0V{VIEW:g}" '
-                     f'stroke="{s.line.color or _TICK}" stroke-width="{s.line.width or 1}" '
-                     f'stroke-opacity="{s.opacity if s.opacity is not None else 1}"'
-                     + (f' stroke-dasharray="{dash}"' if dash else "") + f" {_STROKE}/>")
-    for s in p.hlines:
-        dash = _DASH.get(s.line.dash)
-        parts.append(f'<path class="hcl-hline" d="M0 {float(to_y(s.y0)):.1f}H{VIEW:g}" '
-                     f'stroke="{s.line.color or _TICK}" stroke-width="{s.line.width or 1}" '
-                     f'stroke-opacity="{s.opacity if s.opacity is not None else 1}"'
-                     + (f' stroke-dasharray="{dash}"' if dash else "") + f" {_STROKE}/>")
+    parts += [_rule("hcl-vline", f"M{float(to_x(s.x0)):.1f} 0V{VIEW:g}", s) for s in p.vlines]
+    parts += [_rule("hcl-hline", f"M0 {float(to_y(s.y0)):.1f}H{VIEW:g}", s) for s in p.hlines]
     points = 0
     for trace, x, y in zip(p.traces, xs, ys, strict=True):
         alpha = 1.0 if trace.opacity is None else float(trace.opacity)
