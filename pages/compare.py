@@ -24,12 +24,14 @@ from hcl_core.analysis.compare import (
     table_csv,
 )
 from hcl_core.plots.compare import add_baselines, embeddings_grid_figure, figures_html, legend_labels, run_colors
+from hcl_core.plots.markup import figure_html
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.projection import pca_2d
 from hcl_core.registry import raw_name
 from hcl_core.store import Run, RunFileError, RunHistory
 from ui import all_runs, load_snapshot, run_history, run_labels
-from ui.figures import figure_downloads
+from ui.controls import keep_across_pages
+from ui.figures import chart, interactive_charts
 from ui.glossary import glossary
 from ui.navigation import through_app
 from ui.run_files import render_run_files
@@ -40,7 +42,6 @@ through_app()  # first: a deep link to a fresh server must run through app.py
 DEFAULT_RUNS = 3
 MAX_RUNS = 8
 KEY = "cmp_runs"
-SAVED = "cmp_runs_saved"  # a plain key: Streamlit drops a widget's key while another page is open
 WRITTEN = "cmp_runs_written"  # the ?runs= the page wrote last, to tell a followed link from its own
 TABLE_FORMAT = {h: st.column_config.NumberColumn(format="%.1f" if h in ("eff. negatives", "train s") else "%.3f")
                 for h in (*FINAL_METRICS.values(), "train s")} | {
@@ -63,9 +64,9 @@ def pick_runs(runs: list[Run]) -> list[Run]:
     labels = run_labels(runs)
     path_of = {r.run_id: str(r.path) for r in runs}
     linked = [path_of[i] for i in st.query_params.get("runs", "").split(",") if i in path_of][:MAX_RUNS]
+    keep_across_pages(KEY)
     if KEY not in st.session_state:
-        default = [str(r.path) for r in default_comparison(runs, DEFAULT_RUNS)]
-        st.session_state[KEY] = linked or st.session_state.get(SAVED, default)
+        st.session_state[KEY] = linked or [str(r.path) for r in default_comparison(runs, DEFAULT_RUNS)]
     elif linked and st.query_params.get("runs") != st.session_state.get(WRITTEN):
         # Not the ?runs= this page wrote last: a link just followed in this session (the one-click
         # comparison's), which wins over the earlier selection.
@@ -76,7 +77,6 @@ def pick_runs(runs: list[Run]) -> list[Run]:
                             placeholder="Pick runs, e.g. SimCLR, HCL β=1 and H-SCL β=1 with the same seed",
                             help="Newest first. Defaults to one finished run per loss (SimCLR, HCL, H-SCL first), "
                                  "all of the newest run's data set and seed.")
-    st.session_state[SAVED] = chosen
     st.query_params["runs"] = st.session_state[WRITTEN] = ",".join(by_path[p].run_id for p in chosen)
     return [by_path[p] for p in chosen]
 
@@ -101,9 +101,13 @@ def table_view(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def curve_figures(stamps: tuple, labels: tuple, colors: tuple, raw_lines: tuple, *, _hists: list[RunHistory]) -> dict:
-    """The loss and per-metric curves of the chosen runs, built once per set of metrics files
-    (``stamps``): switching back to Compare, or a rerun for the table, rebuilds nothing. The
-    figures are shared between sessions and never changed after this."""
+    """The loss and per-metric curves of the chosen runs, each as ``(figure, markup)``, built once
+    per set of metrics files (``stamps``): switching back to Compare, or a rerun for the table,
+    rebuilds nothing. The figures are shared between sessions and never changed after this.
+
+    The markup (:func:`~hcl_core.plots.markup.figure_html`) is what the page draws unless the
+    reader turns on interactive charts: six Plotly charts were most of a switch to Compare in the
+    browser (BENCHMARKS.md)."""
     curves = {"loss": loss_figure(
         [Series(lab, h.steps, h.losses, col) for lab, h, col in zip(labels, _hists, colors, strict=True)])}
     raw = dict(raw_lines)
@@ -114,13 +118,7 @@ def curve_figures(stamps: tuple, labels: tuple, colors: tuple, raw_lines: tuple,
         curves[metric] = metric_figure(series, metric)
         if metric in raw:
             add_baselines(curves[metric], dict(raw[metric]))
-    return curves
-
-
-def chart(fig, key: str) -> None:
-    st.plotly_chart(fig, key=key, config={"displaylogo": False,
-                                          "toImageButtonOptions": {"filename": key, "scale": 2}})
-    figure_downloads(fig, key)
+    return {name: (fig, figure_html(fig)) for name, fig in curves.items()}
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -181,7 +179,7 @@ def runs_section() -> None:
     curves = curve_figures(tuple((str(r.path), r.metrics_stamp()) for r in chosen), tuple(labels), tuple(colors),
                            raw_lines, _hists=hists)
     embeddings = embeddings_figure(chosen, labels)
-    figures = {fig.layout.title.text: fig for fig in curves.values()}
+    figures = {fig.layout.title.text: fig for fig, _ in curves.values()}
     if embeddings is not None:
         figures["Embeddings: PCA of the backbone features at the last snapshot"] = embeddings
 
@@ -195,14 +193,16 @@ def runs_section() -> None:
     c3.caption("PNG / SVG: the buttons under each chart (drawn on the server, for slides).")
 
     st.subheader("Curves")
+    interactive = interactive_charts()
     names = list(curves)
     for pair in zip(names[::2], names[1::2], strict=False):
         for col, name in zip(st.columns(2), pair, strict=False):
             with col:
-                chart(curves[name], f"cmp_{name}")
+                fig, markup = curves[name]
+                chart(fig, key=f"cmp_{name}", markup=markup, interactive=interactive)
     if embeddings is not None:
         st.subheader("Embeddings")
-        chart(embeddings, "cmp_embeddings")
+        chart(embeddings, key="cmp_embeddings")
         st.caption("PCA of each run's backbone features on the same test samples, last snapshot; coloured by "
                    "class. Each panel has its own axes: compare the shapes (tight, separated clusters), not "
                    "positions. Click a class in the legend to hide it everywhere.")

@@ -27,14 +27,13 @@ from hcl_core.plots.negatives import VIEW_AXIS, VIEW_TITLE, beta_sweep_figure, n
 from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError
 from ui import pick_run, snapshot
-from ui.figures import figure_downloads
+from ui.figures import chart
 from ui.glossary import glossary
 from ui.navigation import through_app
 
 through_app()  # first: a deep link to a fresh server must run through app.py
 
 ALL_LOSSES = list(LOSSES)
-CHART_CONFIG = {"displaylogo": False}
 
 #: Each view's formula (KaTeX), shown above its figure.
 VIEW_FORMULA = {
@@ -207,8 +206,7 @@ st.query_params.update({"beta": f"{beta:g}", "view": view})  # a teacher can pre
 st.latex(VIEW_FORMULA[view])
 st.caption(VIEW_HELP[view] + f" Axis: {VIEW_AXIS[view]}.")
 hist = negatives_figure(stats, view)
-st.plotly_chart(hist, key="neg_hist", config=CHART_CONFIG)
-figure_downloads(hist, f"negatives-{view}", key="neg_hist")
+chart(hist, key="neg_hist", name=f"negatives-{view}")
 st.dataframe(numbers_table(stats), hide_index=True, key="neg_numbers")
 fixed = [short_label(s.loss) for s in stats if not uses_beta(s.loss)]
 note = f"{', '.join(fixed)} read no β: the preview β does not change them. " if fixed else ""
@@ -221,8 +219,7 @@ with st.spinner("Computing the β curves on this snapshot…"):
               for loss in losses}
 sweep_fig = beta_sweep_figure(sweeps, preview_beta=beta, same_share=stats[0].same_share,
                               n_candidates=stats[0].n_candidates)
-st.plotly_chart(sweep_fig, key="neg_sweep", config=CHART_CONFIG)
-figure_downloads(sweep_fig, "negatives-against-beta", key="neg_sweep")
+chart(sweep_fig, key="neg_sweep", name="negatives-against-beta")
 st.caption(f"Computed on this snapshot for β = 0 to {BETA_MAX:g} in steps of {BETA_GRID[1]:g}; dashed: losses without "
            "β. Dotted: what uniform weights would give. HCL and H-UCL put identical shares on negatives (they differ "
            "only in τ⁺ debiasing, which leaves the shares alone), as do InfoNCE, DCL and SupCon: their lines overlap. "

@@ -27,7 +27,7 @@ from hcl_core.theory import (
     theory_curves,
 )
 from ui import all_runs, load_snapshot, pick_run, run_label
-from ui.figures import figure_downloads, interactive_charts, show_chart
+from ui.figures import chart, interactive_charts
 from ui.formulas import FORMULAS
 from ui.glossary import glossary
 from ui.navigation import through_app
@@ -156,11 +156,9 @@ for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), stric
     m2.metric("Verdict changes at", ", ".join(f"β ≈ {b:.2g}" for b in cross[:2]) + (" …" if len(cross) > 2 else "")
               if cross else "nowhere", help="Where H-UCL − H-SCL changes sign (interpolated), in the β range shown.")
     with col:
-        show_chart(*bounds[positives], interactive=interactive, key=f"theory_bound_{positives}",
-                   config={"displaylogo": False,
-                           "toImageButtonOptions": {"filename": f"theory-{positives}-{run.run_id}-e{epoch}"}})
-        figure_downloads(bounds[positives][0], f"theory-{positives}-{run.run_id}-e{epoch}",
-                         key=f"theory_bound_{positives}")
+        fig, markup = bounds[positives]
+        chart(fig, key=f"theory_bound_{positives}", name=f"theory-{positives}-{run.run_id}-e{epoch}", markup=markup,
+              interactive=interactive)
     col.markdown(describe(v))
 st.caption(f"Trained with {LOSSES[run.config.loss].label}. Loss values are in nats; UCL (InfoNCE, no β) = "
            f"{c.ucl:.3f}. With {c.negatives} negatives a random encoder scores about log({c.negatives + 1}) = "
@@ -178,10 +176,9 @@ if len(epochs) > 1:
         gaps = gap_figures((str(run.path), stamps, float(tau)), _by_epoch=by_epoch)
         for col, positives in zip(st.columns(2, gap="medium"), ("partner", "all"), strict=True):
             with col:
-                show_chart(*gaps[positives], interactive=interactive, key=f"theory_gap_{positives}",
-                           config={"displaylogo": False})
-                figure_downloads(gaps[positives][0], f"theory-margin-{positives}-{run.run_id}",
-                                 key=f"theory_gap_{positives}")
+                fig, markup = gaps[positives]
+                chart(fig, key=f"theory_gap_{positives}", name=f"theory-margin-{positives}-{run.run_id}",
+                      markup=markup, interactive=interactive)
         st.caption("Each line is one snapshot (darker = later), on a coarse β grid. A random encoder (epoch 0) "
                    "sits near 0: every loss is about log of the number of negatives. Training moves the margin "
                    "up (the bound holds with room to spare) or down (H-SCL is the larger loss).")
@@ -197,7 +194,7 @@ beta_n = st.select_slider("β for this view", list(betas), value=1.0 if 1.0 in b
 if st.toggle("Show the losses against the number of negatives", key="theory_show_negatives"):
     with st.spinner("Sub-sampling…"):
         nc = negatives(str(run.path), epoch, snapshot_mtime(run, epoch), float(tau), float(beta_n))
-    st.plotly_chart(negatives_figure(nc), key="theory_negatives", config={"displaylogo": False})
+    chart(negatives_figure(nc), key="theory_negatives", name=f"theory-negatives-{run.run_id}-e{epoch}")
 
 st.subheader("Across runs")
 st.caption(f"The last snapshot of up to {MAX_TABLE_RUNS} runs, each at its own τ: does H-SCL ≤ H-UCL hold at "

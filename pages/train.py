@@ -16,8 +16,8 @@ from hcl_core.registry import APP_DATASET, DATASETS, LOSSES
 from hcl_core.store import RunFileError, load_run
 from ui import FIRST_POINT_REFRESH_S, LIVE_REFRESH_S, all_runs, job_manager, reload_run, run_history
 from ui.comparison import comparison_form, job_queue, live_comparison
-from ui.controls import KEY, field_control, field_help
-from ui.figures import figure_downloads, interactive_charts, show_chart
+from ui.controls import KEY, field_control, field_help, keep_across_pages
+from ui.figures import chart, interactive_charts
 from ui.formulas import EXPLANATIONS, FORMULAS
 from ui.glossary import glossary
 from ui.navigation import through_app
@@ -70,26 +70,6 @@ def _set_controls(config: RunConfig) -> None:
         st.session_state[KEY + name] = "" if value is None and FIELDS[name].type is str else value
 
 
-def _keep_hidden_values() -> None:
-    """Keep the values of controls the chosen loss hides.
-
-    Streamlit forgets a widget's value when a run does not draw it: after switching from HCL
-    to H-SCL, the hidden τ⁺ would be gone and the configuration incomplete (Start disabled).
-    The last drawn values are kept aside and put back before the controls are drawn.
-
-    Each drawn value is also assigned to itself: a value the page set in an earlier run (put back
-    while hidden) then reaches the browser with the widget. Without it, a slider shown again after
-    being hidden displayed its minimum and sent that back with the next click: after a SimCLR run,
-    HCL's β and τ⁺ became 0 at the next Start.
-    """
-    saved = st.session_state.setdefault("cfg_saved", {})
-    for name in FIELDS:
-        if KEY + name in st.session_state:
-            saved[name] = st.session_state[KEY + name] = st.session_state[KEY + name]
-        elif name in saved:
-            st.session_state[KEY + name] = saved[name]
-
-
 def _download_control(sb, dataset: str, data_root: str | None) -> None:
     """A Download button with a progress bar when a downloadable data set's files are missing.
 
@@ -132,7 +112,7 @@ def _dataset_changed() -> None:
 
 def _controls() -> tuple[RunConfig | None, str | None]:
     """The sidebar; returns the config, or None and the message of the field that is wrong."""
-    _keep_hidden_values()
+    keep_across_pages(*(KEY + name for name in FIELDS))  # also those the chosen loss hides
     sb = st.sidebar
     sb.header("Run configuration")
     dataset = field_control(sb, "dataset", "Data set", format_func=lambda n: DATASETS[n].label,
@@ -261,9 +241,9 @@ def _render(s: JobState) -> None:
         charts += [("geometry", geometry)] + ([("clamp", clamp)] if clamp is not None else [])
     for (key, (fig, markup)), col in zip(charts, st.columns(2) * 2, strict=False):
         with col:
-            show_chart(fig, markup, interactive=interactive, key=key, width="stretch")
-            if not s.active:  # PNG/SVG of an ended run (a live chart changes every refresh)
-                figure_downloads(fig, f"{label}-{key}", key=key)
+            # PNG/SVG of an ended run only: a live chart changes every refresh.
+            chart(fig, key=key, name=f"{label}-{key}", markup=markup, interactive=interactive,
+                  downloads=not s.active, width="stretch")
     if s.state == "finished" and s.run_dir:
         st.success(f"Finished in {s.summary.get('seconds', 0):.1f} s. Open **Embeddings** to watch the "
                    "clusters form, **Negatives** to see where the weight goes.")

@@ -91,12 +91,12 @@ def test_bad_format_or_no_browser_is_one_clear_error(monkeypatch):
 PAGE = """
 import plotly.graph_objects as go
 import streamlit as st
-from ui.figures import figure_downloads, plotly_chart
+from ui.figures import chart, figure_downloads
 
 st.title("Figure downloads")
 fig = go.Figure(go.Scatter(x=[0, 1, 2], y=[2, 0, 1], line={"color": "#D55E00"}),
                 layout={"title": {"text": "A curve"}, "height": 300})
-plotly_chart(fig, key="curve", name="A curve / β=1", formats=("png", "svg", "html"))
+chart(fig, key="curve", name="A curve / β=1", formats=("png", "svg", "html"))
 figure_downloads(fig, "same curve", formats=("pdf",))
 """
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -52,6 +54,16 @@ def test_empty_store_shows_a_helpful_message(tmp_path, monkeypatch):
     assert not at.get("plotly_chart") and not at.dataframe
 
 
+def light_charts(at: AppTest) -> list[str]:
+    """The titles of the charts drawn as markup (hcl_core.plots.markup.figure_html)."""
+    return [html.unescape(re.search(r'data-chart="([^"]*)"', h.proto.body).group(1))
+            for h in at.get("html") if "hcl-figure" in h.proto.body]
+
+
+CURVE_TITLES = ["Training loss", "linear probe (all labels)", "few-shot probe (10 labels/class)",
+                "kNN (k=200)", "alignment (lower = positives closer)", "uniformity (lower = more spread)"]
+
+
 def test_default_runs_curves_table_embeddings(tiny_models):
     at = run_page()
     # One run per loss, the papers' trio in its order (not simply the three newest).
@@ -62,10 +74,13 @@ def test_default_runs_curves_table_embeddings(tiny_models):
     assert list(table.columns[:5]) == ["run", "β", "τ", "τ⁺", "seed"]  # what tells runs apart, first
     assert at.dataframe[0].proto.placeholder == ""  # missing values blank, not a grey "None"
     assert '"%.3f"' in json.dumps(json.loads(at.dataframe[0].proto.columns)["kNN"])  # three decimals
+    # Light charts by default: the six curves as markup, only the PCA panels (subplots) with Plotly.
+    assert light_charts(at) == CURVE_TITLES
+    assert len(charts(at)) == 1
+    at.toggle(key="interactive_charts").set_value(True).run()
+    assert not at.exception and not light_charts(at)
     figs = charts(at)
-    titles = [f["layout"]["title"]["text"] for f in figs[:-1]]
-    assert titles == ["Training loss", "linear probe (all labels)", "few-shot probe (10 labels/class)",
-                      "kNN (k=200)", "alignment (lower = positives closer)", "uniformity (lower = more spread)"]
+    assert [f["layout"]["title"]["text"] for f in figs[:-1]] == CURVE_TITLES
     loss_names = [t["name"] for t in figs[0]["data"] if t.get("showlegend") is not False]
     assert loss_names == ["UCL / SimCLR", "HCL β=1", "H-SCL β=1"]
     linear = figs[1]

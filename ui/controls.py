@@ -16,9 +16,30 @@ import streamlit as st
 
 from hcl_core.config import FIELDS
 
-__all__ = ["KEY", "field_control", "field_help"]
+__all__ = ["KEY", "field_control", "field_help", "keep_across_pages"]
 
 KEY = "cfg_"  # session-state prefix of the config widgets
+
+
+def keep_across_pages(*keys: str) -> None:
+    """Keep the widgets ``keys``' values while a run does not draw them; call before drawing them.
+
+    Streamlit forgets a widget's value in a run that does not draw it: another page, or a
+    control the chosen loss hides (after switching from HCL to H-SCL, the hidden τ⁺ would be gone
+    and the configuration incomplete). Each drawn value is kept aside under ``<key>_saved`` and
+    put back when the widget is drawn again.
+
+    Each drawn value is also assigned to itself: a value the page set in an earlier run (put back
+    while hidden) then reaches the browser with the widget. Without it, a slider shown again after
+    being hidden displayed its minimum and sent that back with the next click (after a SimCLR run,
+    HCL's β and τ⁺ became 0 at the next Start).
+    """
+    for key in keys:
+        saved = key + "_saved"
+        if key in st.session_state:
+            st.session_state[saved] = st.session_state[key] = st.session_state[key]
+        elif saved in st.session_state:
+            st.session_state[key] = st.session_state[saved]
 
 
 def field_help(name: str, extra: str = "") -> str:

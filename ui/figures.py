@@ -24,9 +24,9 @@ from typing import Any
 import streamlit as st
 
 from hcl_core.export.figures import FIGURE_FORMATS, figure_bytes, static_export_problem
+from ui.controls import keep_across_pages
 
-__all__ = ["FORMATS", "INTERACTIVE_KEY", "figure_downloads", "interactive_charts", "plotly_chart", "show_chart",
-           "static_export_problem"]
+__all__ = ["FORMATS", "INTERACTIVE_KEY", "chart", "figure_downloads", "interactive_charts", "static_export_problem"]
 
 #: The *Interactive charts* toggle's key: one choice for every page that offers the toggle.
 INTERACTIVE_KEY = "interactive_charts"
@@ -92,35 +92,40 @@ def figure_downloads(fig: Any, name: str, *, key: str | None = None,
         )
 
 
-def plotly_chart(fig: Any, *, key: str, name: str | None = None, formats: tuple[str, ...] = ("png", "svg"),
-                 **kwargs: Any) -> None:
-    """``st.plotly_chart(fig, key=key, ...)`` with :func:`figure_downloads` under it (file name ``name`` or ``key``)."""
-    config = {"displaylogo": False, **kwargs.pop("config", {})}
-    st.plotly_chart(fig, key=key, config=config, **kwargs)
-    figure_downloads(fig, name or key, key=key, formats=formats)
+def chart(fig: Any, *, key: str, name: str | None = None, markup: str | None = None, interactive: bool = True,
+          downloads: bool = True, formats: tuple[str, ...] = ("png", "svg"), **kwargs: Any) -> None:
+    """One chart with :func:`figure_downloads` under it: ``fig`` drawn by Plotly, or its ``markup``
+    (:func:`hcl_core.plots.markup.figure_html`) when there is one and ``interactive`` is false.
+
+    Args:
+        fig: the Plotly figure; the downloads are drawn from it either way.
+        key: the chart's widget key and the download buttons' stem.
+        name: the file name (without extension) of the downloads and of Plotly's own camera
+            button; ``key`` by default.
+        markup: the light form of ``fig``, or None where it has none.
+        interactive: draw ``fig`` with Plotly even where there is markup (:func:`interactive_charts`).
+        downloads: False for a chart that changes at every refresh (a live run's).
+        formats: the download buttons, as in :func:`figure_downloads`.
+        **kwargs: passed to ``st.plotly_chart`` (``config`` is merged into the defaults).
+    """
+    name = name or key
+    if interactive or markup is None:
+        config = {"displaylogo": False, "toImageButtonOptions": {"filename": _slug(name), "scale": 2},
+                  **kwargs.pop("config", {})}
+        st.plotly_chart(fig, key=key, config=config, **kwargs)
+    else:
+        st.html(markup)
+    if downloads:
+        figure_downloads(fig, name, key=key, formats=formats)
 
 
 def interactive_charts() -> bool:
     """The *Interactive charts* toggle: whether charts with a markup form are drawn with Plotly.
 
-    One choice for every page that shows the toggle, kept across pages: Streamlit drops a
-    widget's value in a run that does not draw it, so it is kept aside and put back.
+    One choice for every page that shows the toggle, kept across pages (:func:`keep_across_pages`).
     """
-    saved = INTERACTIVE_KEY + "_saved"
-    if INTERACTIVE_KEY in st.session_state:
-        st.session_state[saved] = st.session_state[INTERACTIVE_KEY] = st.session_state[INTERACTIVE_KEY]
-    elif saved in st.session_state:
-        st.session_state[INTERACTIVE_KEY] = st.session_state[saved]
+    keep_across_pages(INTERACTIVE_KEY)
     return st.toggle("Interactive charts", key=INTERACTIVE_KEY,
                      help="Draw the charts below with Plotly: values on hover, zoom, legend clicks. Off: light "
                           "charts that show at once (each Plotly chart costs a small machine's browser about "
                           "0.1 s to draw, again at every visit). The downloads are the same either way.")
-
-
-def show_chart(fig: Any, markup: str | None, *, interactive: bool, key: str, **kwargs: Any) -> None:
-    """``fig`` with ``st.plotly_chart(fig, key=key, **kwargs)`` when ``interactive`` or when it has no
-    ``markup``; otherwise its markup."""
-    if interactive or markup is None:
-        st.plotly_chart(fig, key=key, **kwargs)
-    else:
-        st.html(markup)

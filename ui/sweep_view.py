@@ -24,7 +24,7 @@ from hcl_core.sweep import (
     summary_csv,
 )
 from ui import models_root
-from ui.figures import figure_downloads
+from ui.figures import chart
 from ui.sweep_launch import render_sweep_launcher, sweep_runner
 
 _EXAMPLE = ("python -m hcl_core sweep --dataset digits --losses info_nce,dcl,hcl,supcon,hard_supcon "
@@ -85,9 +85,7 @@ def _sweep_body(root: str | Path | None) -> None:
                       format_func=lambda m: METRIC_LABELS.get(m, m))
     fig = beta_curve_figure(rows, metric)
     image_name = f"{Path(chosen).name}-{metric}"
-    st.plotly_chart(fig, key="sweep_view_curve",
-                    config={"displaylogo": False, "toImageButtonOptions": {"filename": image_name}})
-    figure_downloads(fig, image_name, key="sweep_view_curve")
+    chart(fig, key="sweep_view_curve", name=image_name)
     st.caption("Each point is the mean over seeds; error bars and bands are ± one standard deviation over "
                "seeds. Losses without β (dashed lines) are the same at every β: read the curves against them. "
                "β multiplies cos/τ, as in the published code.")
