@@ -23,11 +23,12 @@ from hcl_core.analysis.negatives import (
     negative_stats,
 )
 from hcl_core.config import RunConfig
+from hcl_core.plots.markup import figure_html
 from hcl_core.plots.negatives import VIEW_AXIS, VIEW_TITLE, beta_sweep_figure, negatives_figure, short_label, uses_beta
 from hcl_core.registry import LOSSES
 from hcl_core.store import Run, RunFileError
 from ui import pick_run, snapshot
-from ui.figures import chart
+from ui.figures import chart, interactive_charts
 from ui.glossary import glossary
 from ui.navigation import through_app
 
@@ -206,7 +207,8 @@ st.query_params.update({"beta": f"{beta:g}", "view": view})  # a teacher can pre
 st.latex(VIEW_FORMULA[view])
 st.caption(VIEW_HELP[view] + f" Axis: {VIEW_AXIS[view]}.")
 hist = negatives_figure(stats, view)
-chart(hist, key="neg_hist", name=f"negatives-{view}")
+interactive = interactive_charts()
+chart(hist, key="neg_hist", name=f"negatives-{view}", markup=figure_html(hist), interactive=interactive)
 st.dataframe(numbers_table(stats), hide_index=True, key="neg_numbers")
 fixed = [short_label(s.loss) for s in stats if not uses_beta(s.loss)]
 note = f"{', '.join(fixed)} read no β: the preview β does not change them. " if fixed else ""
@@ -219,7 +221,8 @@ with st.spinner("Computing the β curves on this snapshot…"):
               for loss in losses}
 sweep_fig = beta_sweep_figure(sweeps, preview_beta=beta, same_share=stats[0].same_share,
                               n_candidates=stats[0].n_candidates)
-chart(sweep_fig, key="neg_sweep", name="negatives-against-beta")
+chart(sweep_fig, key="neg_sweep", name="negatives-against-beta", markup=figure_html(sweep_fig),
+      interactive=interactive)
 st.caption(f"Computed on this snapshot for β = 0 to {BETA_MAX:g} in steps of {BETA_GRID[1]:g}; dashed: losses without "
            "β. Dotted: what uniform weights would give. HCL and H-UCL put identical shares on negatives (they differ "
            "only in τ⁺ debiasing, which leaves the shares alone), as do InfoNCE, DCL and SupCon: their lines overlap. "

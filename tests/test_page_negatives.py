@@ -12,10 +12,12 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "negatives.py")
 pytestmark = pytest.mark.usefixtures("streamlit_caches")
 
 
-def run_page(run: Path | None = None) -> AppTest:
+def run_page(run: Path | None = None, *, interactive: bool = True) -> AppTest:
+    """The page on ``run``; with Plotly charts (``interactive``) the tests read the figures' specs."""
     at = AppTest.from_file(PAGE, default_timeout=60)
     if run is not None:
         at.query_params["run"] = run.name
+    at.session_state["interactive_charts"] = interactive
     at.run()
     assert not at.exception, at.exception
     return at
@@ -68,6 +70,18 @@ def test_three_views_for_every_loss_each_with_its_formula(tiny_models):
     assert len(pulled) == 1 and len(pulled[0]["x"]) == 21 and pulled[0]["x"][-1] == 10
     shown = "\n".join(m.value for m in at.markdown)
     assert "β multiplies s = cos/τ" in shown and "0 by construction" in shown and "pulled closer" in shown
+
+
+def test_the_charts_are_light_until_interactive_charts_is_on_and_show_the_same_panels(tiny_models):
+    at = run_page(tiny_models["hcl"], interactive=False)
+    light = [h.proto.body for h in at.get("html") if "hcl-figure" in h.proto.body]
+    assert len(light) == 2 and not at.get("plotly_chart")  # the view's small multiples and the β panels
+    for name in ("UCL / SimCLR", "DCL", "HCL", "H-UCL", "SCL / SupCon", "H-SCL"):
+        assert f"<b>{name}</b>" in light[0]
+    assert "Same-class share (false negatives)" in light[1] and "preview β=1" in light[1]
+    at.toggle(key="interactive_charts").set_value(True).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 2
+    assert not [h for h in at.get("html") if "hcl-figure" in h.proto.body]
 
 
 def test_preview_beta_changes_the_tilted_losses_only_and_detach_stops_the_pull(tiny_models):

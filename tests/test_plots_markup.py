@@ -37,7 +37,8 @@ def test_the_probe_chart_draws_each_curve_at_its_values_with_the_baselines_and_t
     hlines = re.findall(r"class='hcl-hline' d='M0 ([\d.]+)H", svg)
     assert sorted(round(float(v), 1) for v in hlines) == sorted(
         round((high - v) / (high - low) * VIEW, 1) for kind in ("raw", "random_init") for v in BASELINE[kind].values())
-    assert svg.count("stroke-dasharray='2 3'") == 3 and svg.count("stroke-dasharray='6 4'") == 3  # dotted, dashed
+    # Plotly's patterns (dots of 3 px, dashes of 9 px at these widths), less what the round caps add.
+    assert svg.count("stroke-dasharray='1.5 4.5'") == 3 and svg.count("stroke-dasharray='8 10'") == 3
     for v in BASELINE["raw"].values():
         assert f"raw pixels {v:.3f}" in m.texts
     for name in ("few-shot probe (10 labels/class)", "kNN (k=200)", "linear probe (all labels)"):
@@ -86,6 +87,11 @@ def test_text_is_escaped_and_unsupported_figures_raise_instead_of_drawing_wrong(
     markup = figure_html(fig)
     assert "<script>" not in markup and "<img src=x" not in markup and "&lt;img src=x" in markup
     assert "bold" in ChartMarkup(markup).texts[0] and "<b>" not in markup  # Plotly's own tags are dropped
+    note = figure_html(go.Figure(go.Scatter(x=[0, 1], y=[0, 1])).add_annotation(
+        x=0.5, y=1, xref="paper", yref="paper", showarrow=False,
+        text="<script>alert(1)</script><b>one</b><br><span style='color:red;font-size:9px' onclick=x>two</span>"))
+    assert "<script>" not in note and "onclick" not in note and "color:red" not in note
+    assert '<b>one</b><br><span style="font-size:9px">two</span>' in note  # the tags a note may keep
     inequality = figure_html(styled(go.Figure(go.Scatter(x=[0, 1], y=[0, 1])), title="τ < 0.5 and β > 1"))
     assert ChartMarkup(inequality).outer["data-chart"] == "τ < 0.5 and β > 1"  # not a tag: kept, escaped
     with pytest.raises(ValueError, match="heatmap"):
@@ -99,9 +105,12 @@ def test_text_is_escaped_and_unsupported_figures_raise_instead_of_drawing_wrong(
     line = go.Figure(go.Scatter(x=[0, 1], y=[0, 1]))
     with pytest.raises(ValueError, match="xref='x', yref='y'"):  # a label at a data x would sit at an end
         figure_html(go.Figure(line).add_annotation(x=0.5, y=0.5, text="here", showarrow=False))
-    with pytest.raises(ValueError, match="yref='y domain'"):
-        figure_html(go.Figure(line).add_annotation(x=0.5, xref="x domain", y=1, yref="y domain", text="top",
-                                                   showarrow=False))
+    with pytest.raises(ValueError, match="yref='paper'"):  # a data x above the plot
+        figure_html(go.Figure(line).add_annotation(x=0.5, xref="x", y=1, yref="paper", text="top", showarrow=False))
+    with pytest.raises(ValueError, match="linear and log axes, not 'date'"):
+        figure_html(go.Figure(line).update_xaxes(type="date"))
+    with pytest.raises(ValueError, match="not 'nonnegative'"):
+        figure_html(go.Figure(line).update_yaxes(rangemode="nonnegative"))
     with pytest.raises(ValueError, match="shift"):
         figure_html(go.Figure(line).add_annotation(x=0, xref="paper", y=0.5, text="up", yshift=10, showarrow=False))
     with pytest.raises(ValueError, match="square markers, not 'diamond'"):
@@ -145,9 +154,82 @@ def test_vertical_bands_and_lines_sit_at_their_x_and_a_lines_label_above_the_pan
     assert float(band[1]) == pytest.approx(to_x(2), abs=0.1) and float(band[2]) == pytest.approx(to_x(4), abs=0.1)
     assert "fill='rgba(0,158,115,0.1)'" in chart.svg and chart.svg.index("hcl-band") < chart.svg.index("hcl-line")
     line = re.search(r"class='hcl-vline' d='M([-\d.]+) 0V", chart.svg)
-    assert float(line[1]) == pytest.approx(to_x(5), abs=0.1) and "stroke-dasharray='2 3'" in chart.svg
+    assert float(line[1]) == pytest.approx(to_x(5), abs=0.1) and "stroke-dasharray='2 4'" in chart.svg
     assert "β ≈ 5" in chart.texts
     markup = figure_html(fig)
     assert f"left:{to_x(5) / VIEW * 100:.2f}%;top:0.00%;transform:translate(-50%,-100%)" in markup
     assert "stroke-linecap='square'" in chart.svg  # the square markers
     assert "2.5px dotted" in markup and "opacity:0.6" in markup  # the dotted line's legend entry
+
+
+# --------------------------------------------------------------------------------------------
+# The Negatives page's figures: a grid of log-axis histograms, and three panels against β
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def negatives():
+    import hcl_core.analysis.negatives as an
+    from hcl_core.registry import LOSSES
+
+    g = np.random.default_rng(0)
+    labels = np.arange(120) % 6
+    base = g.normal(size=(6, 16))[labels] + 0.6 * g.normal(size=(120, 16))
+    z1, z2 = base + 0.2 * g.normal(size=(120, 16)), base + 0.2 * g.normal(size=(120, 16))
+    stats = [an.negative_stats(z1, z2, labels, loss=loss, tau=0.5, beta=2.0, tau_plus=0.1) for loss in LOSSES]
+    sweeps = {loss: an.beta_sweep(z1, z2, labels, loss=loss, tau=0.5, tau_plus=0.1) for loss in ("info_nce", "hcl")}
+    return stats, sweeps
+
+
+def test_a_grid_of_log_histograms_keeps_its_rows_bars_ticks_tints_and_notes(negatives):
+    from hcl_core.plots.negatives import negatives_figure
+
+    stats, _ = negatives
+    fig = negatives_figure(stats, "gradient")
+    markup = figure_html(fig)
+    chart = ChartMarkup(markup)
+    assert len(chart.panels) == 6
+    tops = sorted({re.search(r"top:([\d.]+)%", p)[1] for p in chart.panels}, key=float)
+    assert len(tops) == 2  # two rows of three, in reading order
+    assert [re.search(r"left:([\d.]+)%", p)[1] for p in chart.panels[:3]] == ["0.00", "35.00", "70.00"]
+    assert {"0.01 %", "0.1 %", "1 %", "10 %", "100 %"} <= set(chart.texts)  # tickvals/ticktext on a log axis
+    assert {"← pulled closer", "pushed away →"} <= set(chart.texts)  # notes placed in each panel's domain
+    assert "<b>HCL</b>" in markup and '<span style="font-size:12px">' in markup  # the panel titles' own markup
+    hcl = next(i for i, s in enumerate(stats) if s.loss == "hcl")
+    svg, trace = chart.svgs[hcl], next(t for t in fig.data if t.xaxis == f"x{hcl + 1}" and "other" in t.name)
+    bars = [[float(v) for v in re.findall(r"[-\d.]+", b)] for b in re.findall(r"M[^MZ]*Z", re.search(
+        r"class='hcl-bars' d='([^']*)'", svg)[1])]
+    low, high = -2.0, 2.0  # log10 of 0.01 % .. 100 %
+    assert [b[1] for b in bars] == pytest.approx([VIEW] * len(bars), abs=0.1)  # from the axis's bottom
+    assert [b[3] for b in bars] == pytest.approx(list((high - np.log10(trace.y)) / (high - low) * VIEW), abs=0.1)
+    x0, x1 = fig.layout[f"xaxis{hcl + 1}"].range
+    assert bars[0][0] == pytest.approx((trace.x[0] - trace.width / 2 - x0) / (x1 - x0) * VIEW, abs=0.1)
+    assert bars[0][2] - bars[0][0] == pytest.approx(trace.width / (x1 - x0) * VIEW, abs=0.2)  # bargap 0: full width
+    assert svg.count("class='hcl-band'") == 2  # pulled (left) and pushed (right) tints
+
+
+def test_three_panels_against_beta_keep_a_log_axis_a_zero_based_one_and_the_legend_at_the_right(negatives):
+    from hcl_core.plots.negatives import beta_sweep_figure
+
+    _, sweeps = negatives
+    fig = beta_sweep_figure(sweeps, preview_beta=2.0, same_share=0.1, n_candidates=238)
+    markup = figure_html(fig)
+    chart = ChartMarkup(markup)
+    share, neff, pulled = chart.svgs
+    ticks = [int(t) for t in chart.texts if t.isdigit()]
+    assert {10, 20, 50, 100, 200} <= set(ticks)  # the effective negatives' tickvals, on their log axis
+    lines = [float(v) for v in re.findall(r"class='hcl-hline' d='M0 ([\d.]+)H", neff)]
+    n_eff = np.concatenate([sweeps[k].n_eff for k in sweeps] + [[238.0]])
+    lo, hi = np.log10(n_eff.min()), np.log10(n_eff.max())
+    lo, hi = lo - 0.06 * (hi - lo), hi + 0.06 * (hi - lo)
+    assert lines == pytest.approx([(hi - np.log10(238)) / (hi - lo) * VIEW], abs=0.1)  # the "uniform" line
+    assert "0%" in chart.texts and np.max(paths(share, "hcl-line")[0][:, 1]) <= VIEW  # rangemode tozero
+    assert re.search(r"stroke-dasharray='[^']*'", pulled)  # the dashed line of a loss without β
+    assert "flex-direction:column;gap:4px" in markup  # RIGHT_LEGEND: a column beside the plot
+    assert "preview β=2" in chart.texts and "uniform: all 238" in chart.texts
+
+
+def test_a_thick_dotted_line_stays_dotted_and_unknown_dash_styles_raise():
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], line=dict(dash="dot", width=3)))
+    assert "stroke-dasharray='0.01 6'" in ChartMarkup(figure_html(fig)).svg  # Plotly's 3 px dots, 3 px apart
+    with pytest.raises(ValueError, match="dash styles"):
+        figure_html(go.Figure(go.Scatter(x=[0, 1], y=[0, 1], line=dict(dash="5px,10px"))))
