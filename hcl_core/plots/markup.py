@@ -6,8 +6,10 @@ DOM anew, and draws it twice on mount; on two cores the CPU comes out of the tra
 default digits run (an evaluation every 5 epochs) trained at 0.69 of the bare loop's speed with
 the page open and 1.00 with it closed (BENCHMARKS.md). :func:`figure_html` draws the same figure
 as HTML + SVG, the way :mod:`.live` draws the loss. The one-click comparison shows it while its
-runs train and the interactive figures once they have ended; the Train page shows it for ended
-runs too (a page switch or a Stop then draws no Plotly chart), and so does Theory; Plotly on request.
+runs train and the interactive figures once they have ended. Train (for ended runs too), Compare's
+curves, Negatives and Theory draw it by default: a page switch or a β step then draws no Plotly
+chart, which costs a small machine's browser about 0.1 s each; Plotly on request
+(``ui.figures.interactive_charts``).
 
 It reads the figure, so the figure builders stay the one place that decides what a chart shows:
 scatter traces (lines, round or square markers, both; colour, width, dash, opacity, gaps at
