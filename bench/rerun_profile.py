@@ -6,8 +6,8 @@ cProfile (what a page switch reruns), then, where the page has one, the benchmar
 on its widget, found by its label (``INTERACTIONS``), also under cProfile. It prints one JSON line:
 per run the wall seconds, the profile's seconds by package (own time of the functions in
 ``hcl_core``, ``pages``/``ui``, ``streamlit``, ``plotly``, ``numpy``, ``torch``, ``json``, builtins, other) and
-its slowest functions (cumulative time), and the charts' JSON specs as sent to the browser
-(bytes per chart, and how many points they hold).
+its slowest functions (cumulative time), and the charts as sent to the browser (a Plotly chart's
+JSON spec or a light chart's markup: bytes per chart, and how many points they hold).
 
 The AppTest runs the script in this process, so the seconds are the server's share of an
 interaction (``script_seconds``: the profile's total without compiling the script, which AppTest
@@ -18,9 +18,11 @@ plotly.js drawing the charts (which grows with the bytes below).
 from __future__ import annotations
 
 import cProfile
+import html
 import json
 import os
 import pstats
+import re
 import sys
 import time
 from pathlib import Path
@@ -88,16 +90,24 @@ def _points(spec: dict[str, Any]) -> int:
     return sum(_length(t.get("x")) or _length(t.get("y")) for t in spec.get("data", []))
 
 
+_MARKUP_CHART = re.compile(r'class="hcl-live-chart[^"]*"[^>]*?data-chart="([^"]*)" data-points="(\d+)"')
+
+
 def charts(at: Any) -> list[dict[str, Any]]:
-    """Bytes of each chart's JSON spec (what the server sends), its traces, frames and points."""
+    """What each chart sends: a Plotly chart's JSON spec (bytes, traces, frames, points), a light
+    chart's markup (``hcl_core.plots.markup``: bytes, points; ``kind`` tells them apart)."""
     out = []
     for chart in at.get("plotly_chart"):
         spec_text = chart.proto.spec
         spec = json.loads(spec_text)
-        out.append({"bytes": len(spec_text.encode()), "traces": len(spec.get("data", [])),
+        out.append({"kind": "plotly", "bytes": len(spec_text.encode()), "traces": len(spec.get("data", [])),
                     "frames": len(spec.get("frames", []) or []),
                     "title": ((spec.get("layout") or {}).get("title") or {}).get("text"),
                     "points": _points(spec)})
+    for element in at.get("html"):
+        if found := _MARKUP_CHART.search(element.proto.body):
+            out.append({"kind": "markup", "bytes": len(element.proto.body.encode()),
+                        "title": html.unescape(found[1]), "points": int(found[2])})
     return out
 
 

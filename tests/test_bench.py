@@ -238,6 +238,7 @@ def test_rerun_profile_says_where_the_negatives_page_spends_its_time(tiny_models
     assert out["cold_seconds"] > 0 and rerun["seconds"] > 0
     assert len(rerun["charts"]) == 2 and rerun["chart_bytes"] == sum(c["bytes"] for c in rerun["charts"]) > 1000
     assert all(c["points"] > 0 for c in rerun["charts"])
+    assert [c["kind"] for c in rerun["charts"]] == ["markup", "markup"]  # light charts until Interactive charts
     assert step["name"] == "preview_beta_step" and 0 < step["script_seconds"] <= step["seconds"]
     assert step["own_seconds_by_package"].get("plotly", 0) > 0  # the figures are built in the script thread
     assert any("pages/negatives.py" in f["function"] for f in step["slowest"])
