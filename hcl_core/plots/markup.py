@@ -343,14 +343,9 @@ def _panel_html(p: _Panel) -> tuple[str, int]:
         labels.append(f'<div class="hcl-note" style="{_LABEL};color:{color};font-size:{size}px;'
                       f'{"right" if right else "left"}:4px;top:{_percent(float(to_y(note.y))):.2f}%;'
                       f'transform:translateY({"-115%" if above else "15%"})">{_plain(note.text)}</div>')
-    for note in p.x_labels:  # a vertical line's label, e.g. above the panel (yanchor bottom at y = 1)
-        color = (note.font.color if note.font else None) or _TEXT
-        size = (note.font.size if note.font else None) or 12
-        x_shift = {"left": "0", "right": "-100%"}.get(note.xanchor or "center", "-50%")
-        y_shift = {"bottom": "-100%", "top": "0"}.get(note.yanchor or "middle", "-50%")
-        labels.append(f'<div class="hcl-note" style="{_LABEL};color:{color};font-size:{size}px;'
-                      f'left:{_percent(float(to_x(note.x))):.2f}%;top:{(1 - float(note.y or 0)) * 100:.2f}%;'
-                      f'transform:translate({x_shift},{y_shift})">{_plain(note.text)}</div>')
+    # a vertical line's label (at its data x, e.g. above the panel), then notes placed in the panel
+    labels += [_placed_note(n, left=_percent(float(to_x(n.x))) / 100, top=1 - float(n.y or 0), size=12)
+               for n in p.x_labels]
     labels += [_placed_note(n, left=n.x, top=1 - float(n.y or 0), size=11) for n in p.notes]
     if p.xaxis.title and p.xaxis.title.text:
         labels.append(f'<div style="position:absolute;left:0;right:0;top:calc(100% + 26px);text-align:center;'
