@@ -207,8 +207,8 @@ st.query_params.update({"beta": f"{beta:g}", "view": view})  # a teacher can pre
 st.latex(VIEW_FORMULA[view])
 st.caption(VIEW_HELP[view] + f" Axis: {VIEW_AXIS[view]}.")
 hist = negatives_figure(stats, view)
-interactive = interactive_charts()
-chart(hist, key="neg_hist", name=f"negatives-{view}", markup=figure_html(hist), interactive=interactive)
+light = not interactive_charts()  # the markup is built only where it is drawn
+chart(hist, key="neg_hist", name=f"negatives-{view}", markup=figure_html(hist) if light else None)
 st.dataframe(numbers_table(stats), hide_index=True, key="neg_numbers")
 fixed = [short_label(s.loss) for s in stats if not uses_beta(s.loss)]
 note = f"{', '.join(fixed)} read no β: the preview β does not change them. " if fixed else ""
@@ -221,8 +221,7 @@ with st.spinner("Computing the β curves on this snapshot…"):
               for loss in losses}
 sweep_fig = beta_sweep_figure(sweeps, preview_beta=beta, same_share=stats[0].same_share,
                               n_candidates=stats[0].n_candidates)
-chart(sweep_fig, key="neg_sweep", name="negatives-against-beta", markup=figure_html(sweep_fig),
-      interactive=interactive)
+chart(sweep_fig, key="neg_sweep", name="negatives-against-beta", markup=figure_html(sweep_fig) if light else None)
 st.caption(f"Computed on this snapshot for β = 0 to {BETA_MAX:g} in steps of {BETA_GRID[1]:g}; dashed: losses without "
            "β. Dotted: what uniform weights would give. HCL and H-UCL put identical shares on negatives (they differ "
            "only in τ⁺ debiasing, which leaves the shares alone), as do InfoNCE, DCL and SupCon: their lines overlap. "

@@ -15,6 +15,7 @@ from hcl_core.plots.markup import figure_html
 from hcl_core.plots.training import Series, loss_figure, metric_figure
 from hcl_core.registry import LOSSES
 from ui import LIVE_REFRESH_S, job_manager
+from ui.figures import chart
 from ui.navigation import link_to
 
 __all__ = ["comparison_form", "comparison_view", "job_queue", "live_comparison"]
@@ -101,10 +102,8 @@ def comparison_view(group: str) -> None:
     done = all(s is not None and not s.active for s in states)
     left, right = st.columns(2)
     for col, fig, key in ((left, loss_figure(losses), "loss"), (right, metric_figure(knn, "knn_acc"), "knn")):
-        if done:
-            col.plotly_chart(fig, key=f"cmp_{key}_{group}")
-        else:  # redrawn at every refresh: markup, as the Train page's live charts
-            col.html(figure_html(fig))
+        with col:  # redrawn at every refresh while the runs train: markup, as the Train page's live charts
+            chart(fig, key=f"cmp_{key}_{group}", markup=None if done else figure_html(fig), downloads=False)
     run_ids = [s.run_dir.rsplit("/", 1)[-1] for s in states if s is not None and s.run_dir]
     if done and run_ids:
         link_to("pages/compare.py", "Open these runs side by side in Compare", icon=":material/compare_arrows:",

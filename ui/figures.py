@@ -92,7 +92,7 @@ def figure_downloads(fig: Any, name: str, *, key: str | None = None,
         )
 
 
-def chart(fig: Any, *, key: str, name: str | None = None, markup: str | None = None, interactive: bool = True,
+def chart(fig: Any, *, key: str, name: str | None = None, markup: str | None = None, interactive: bool = False,
           downloads: bool = True, formats: tuple[str, ...] = ("png", "svg"), **kwargs: Any) -> None:
     """One chart with :func:`figure_downloads` under it: ``fig`` drawn by Plotly, or its ``markup``
     (:func:`hcl_core.plots.markup.figure_html`) when there is one and ``interactive`` is false.
